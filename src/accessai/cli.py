@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -16,6 +17,7 @@ from accessai.core.db import create_engine, create_sessionmaker
 from accessai.core.migrations import upgrade
 from accessai.core.security import issue_access_token
 from accessai.observability.logging import configure_logging
+from accessai.observability.metrics import MULTIPROCESS_ENV, reset_multiprocess_dir
 from accessai.users import service as users
 
 T = TypeVar("T")
@@ -85,6 +87,9 @@ def serve(
     configure_logging(settings.log_level, settings.resolved_log_format)
     if settings.should_migrate_on_start:
         upgrade(settings.database_url)
+    if os.environ.get(MULTIPROCESS_ENV):
+        # Samples of a previous run's workers would be summed with ours.
+        reset_multiprocess_dir(os.environ[MULTIPROCESS_ENV])
     uvicorn.run(
         "accessai.main:create_app",
         factory=True,
@@ -92,8 +97,9 @@ def serve(
         port=port or settings.port,
         workers=None if reload else (workers or settings.workers),
         reload=reload,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # X-Forwarded-* are resolved inside the app (create_app), against
+        # FORWARDED_ALLOW_IPS; resolving them here too would apply them twice.
+        proxy_headers=False,
         log_config=None,  # our logging configuration, set in create_app
         access_log=False,  # one structured line per request comes from our middleware
         timeout_graceful_shutdown=30,

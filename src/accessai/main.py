@@ -4,55 +4,126 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from accessai import __version__
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
 from accessai.core.errors import install_error_handlers
-from accessai.observability import health
+from accessai.core.redis import create_redis
+from accessai.core.stripe_client import open_stripe_client
+from accessai.hardening.body_limit import BodySizeLimitMiddleware
+from accessai.hardening.docs import install_docs
+from accessai.hardening.headers import SecurityHeadersMiddleware
+from accessai.hardening.ratelimit import RateLimitHeadersMiddleware, create_rate_limiter
+from accessai.observability import health, metrics
 from accessai.observability.logging import configure_logging, get_logger
-from accessai.observability.middleware import RequestContextMiddleware
+from accessai.observability.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
+from accessai.observability.sentry import init_sentry
 
 log = get_logger("accessai")
+
+# Headers a browser on an allowed origin may send and read.
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", REQUEST_ID_HEADER]
+CORS_EXPOSE_HEADERS = [
+    REQUEST_ID_HEADER,
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app. ``settings`` defaults to the environment's."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.resolved_log_format)
+    init_sentry(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(
-            settings.database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            echo=settings.db_echo,
-        )
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.started_at = time.monotonic()
-        log.info("app.started", environment=settings.environment, version=__version__)
-        try:
+        async with AsyncExitStack() as resources:
+            engine = create_engine(
+                settings.database_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                echo=settings.db_echo,
+            )
+            resources.push_async_callback(engine.dispose)
+            app.state.engine = engine
+            app.state.sessionmaker = create_sessionmaker(engine)
+
+            app.state.redis = None
+            if settings.redis_url is not None:
+                app.state.redis = create_redis(settings.redis_url)
+                resources.push_async_callback(app.state.redis.aclose)
+            app.state.rate_limiter = create_rate_limiter(settings, app.state.redis)
+            app.state.stripe_client = await resources.enter_async_context(
+                open_stripe_client(settings)
+            )
+
+            app.state.started_at = time.monotonic()
+            log.info(
+                "app.started",
+                environment=settings.environment,
+                version=__version__,
+                redis=settings.redis_url is not None,
+                stripe=settings.stripe_configured,
+            )
             yield
-        finally:
-            await engine.dispose()
-            log.info("app.stopped")
+        log.info("app.stopped")
 
     app = FastAPI(
         title="AccessAI",
         version=__version__,
         summary="AI features sold on prepaid credits.",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
 
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
 
-    # Added last = outermost: every request, even a failing one, gets an id and a log line.
+    # Middleware, innermost first (each add_middleware wraps the ones before):
+    #   RequestContext > ProxyHeaders > SecurityHeaders > CORS > Prometheus
+    #     > BodySizeLimit > RateLimitHeaders > (FastAPI's exception handlers, routes)
+    # - RateLimitHeaders copies the limiter's X-RateLimit-* onto any response,
+    #   including 429s rendered by the exception handlers and streams.
+    # - BodySizeLimit refuses oversized bodies before routing work; metrics see the 413.
+    # - Prometheus labels by route template and sees every status, 4xx included.
+    # - CORS answers preflights before the routes and decorates every response.
+    # - SecurityHeaders covers everything inside it (CORS preflights, 413, 429),
+    #   and must see the scheme ProxyHeaders resolved (HSTS only over HTTPS).
+    # - ProxyHeaders resolves client IP and scheme from X-Forwarded-* when the
+    #   peer is in FORWARDED_ALLOW_IPS, before anything reads them (rate limits
+    #   per IP, HSTS). It runs here rather than in uvicorn (cli.py disables
+    #   uvicorn's), so tests and every server behave the same, and the headers
+    #   are never applied twice.
+    # - RequestContext stays outermost: every request, even one that fails in
+    #   another middleware, gets an id, one log line and the generic 500.
+    app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    metrics.instrument(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,  # bearer tokens, no cookies
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.add_middleware(RequestContextMiddleware)
     return app

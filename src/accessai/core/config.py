@@ -133,9 +133,14 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=1)
 
     # --- Abuse limits --------------------------------------------------------
+    # limits' notation: "20/minute", "5/second;100/hour". Off only for benchmarks.
+    rate_limit_enabled: bool = True
     rate_limit_ai: str = "20/minute"
     rate_limit_auth: str = "10/minute"
     rate_limit_public: str = "120/minute"
+    # Namespace of the limiter's keys in Redis, so several deployments (or
+    # test runs) can share one Redis without sharing limits.
+    rate_limit_key_prefix: str = Field(default="accessai", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
     # --- Observability -------------------------------------------------------
     sentry_dsn: SecretStr | None = None
@@ -156,6 +161,17 @@ class Settings(BaseSettings):
         if "*" in value:
             raise ValueError("list the allowed origins explicitly; '*' is not accepted")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("rate_limit_ai", "rate_limit_auth", "rate_limit_public")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit such as '20/minute'") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -3,7 +3,8 @@
 A pure ASGI middleware (not ``BaseHTTPMiddleware``) so streaming responses
 pass through untouched and contextvars bound here are visible to the route.
 It is also the last line of defence: an unexpected exception becomes a
-generic 500 body carrying the request id, logged once with its traceback.
+generic 500 body carrying the request id, logged once with its traceback
+and reported to Sentry once (when configured).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accessai.observability.logging import get_logger
+from accessai.observability.sentry import capture_unexpected
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client-sent id is echoed only when it is short and plain, so it cannot
@@ -75,6 +77,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_request_id)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             error = exc
+            capture_unexpected(exc, route=route_template(scope))
             if not response_started:
                 await _send_internal_error(send_with_request_id, request_id)
         finally:

@@ -1,0 +1,1 @@
+"""Protection at the HTTP edge: rate limits, body size, security headers, the docs page."""

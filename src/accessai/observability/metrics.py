@@ -1,0 +1,241 @@
+"""Prometheus metrics: HTTP traffic per route template, plus business events.
+
+HTTP metrics come from prometheus-fastapi-instrumentator and are labelled by
+the matched route template (``/users/{id}``), never the raw path; requests
+that match no route share the handler label ``none``.
+
+Business metrics are module-level objects behind small ``record_*``
+functions so domain code never touches prometheus_client directly. Every
+label value must come from a small fixed set (a route name, a package key,
+a Stripe event type, an engine name): never a user id, an email or a path.
+
+Several worker processes: when ``PROMETHEUS_MULTIPROC_DIR`` is set (before
+the process starts; ``accessai serve`` empties it at start-up), every process
+writes its samples to files in that directory and ``GET /metrics`` sums the
+files of all workers, so any worker answers for the whole server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as http_metrics
+from starlette.responses import Response
+
+from accessai.core.errors import AppError, UnauthorizedError
+
+NAMESPACE = "accessai"
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_PATH = "/metrics"
+
+# --- HTTP ----------------------------------------------------------------------
+
+# Built once per process: the instrumentation registers its collectors in the
+# default registry, and a second registration (a second create_app() in the
+# same process, as tests do) would be refused.
+_http_instrumentation = http_metrics.default(
+    metric_namespace=NAMESPACE,
+    latency_lowr_buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+# --- Business events --------------------------------------------------------------
+
+CREDITS_SPENT = Counter(
+    "credits_spent",
+    "Credits charged for completed calls, by endpoint.",
+    ["endpoint"],
+    namespace=NAMESPACE,
+)
+CREDITS_PURCHASED = Counter(
+    "credits_purchased",
+    "Credits added by completed Stripe purchases, by package.",
+    ["package"],
+    namespace=NAMESPACE,
+)
+CREDIT_PURCHASES = Counter(
+    "credit_purchases",
+    "Completed Stripe purchases, by package.",
+    ["package"],
+    namespace=NAMESPACE,
+)
+INSUFFICIENT_CREDITS = Counter(
+    "insufficient_credits",
+    "Calls refused with 402 because the balance could not cover them, by endpoint.",
+    ["endpoint"],
+    namespace=NAMESPACE,
+)
+WEBHOOK_EVENTS = Counter(
+    "webhook_events",
+    "Stripe webhook events received, by event type and outcome.",
+    ["type", "outcome"],
+    namespace=NAMESPACE,
+)
+AI_ENGINE_DURATION = Histogram(
+    "ai_engine_duration_seconds",
+    "Time spent in the AI engine per call, by engine and operation (failures included).",
+    ["engine", "operation"],
+    namespace=NAMESPACE,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
+)
+AI_ENGINE_FAILURES = Counter(
+    "ai_engine_failures",
+    "AI engine calls that failed, by engine, operation and kind of failure.",
+    ["engine", "operation", "kind"],
+    namespace=NAMESPACE,
+)
+RATE_LIMITED = Counter(
+    "rate_limited",
+    "Requests refused with 429 by a rate limit, by limit scope.",
+    ["scope"],
+    namespace=NAMESPACE,
+)
+RATE_LIMITER_ERRORS = Counter(
+    "rate_limiter_errors",
+    "Rate-limit checks that could not reach their storage (Redis) and let the request through.",
+    ["scope"],
+    namespace=NAMESPACE,
+)
+
+
+def record_credits_spent(endpoint: str, credits: int) -> None:
+    """A call was charged ``credits`` (after settlement, refunds excluded)."""
+    CREDITS_SPENT.labels(endpoint=endpoint).inc(credits)
+
+
+def record_credit_purchase(package: str, credits: int) -> None:
+    """A Stripe purchase of ``package`` added ``credits`` to a balance."""
+    CREDIT_PURCHASES.labels(package=package).inc()
+    CREDITS_PURCHASED.labels(package=package).inc(credits)
+
+
+def record_insufficient_credits(endpoint: str) -> None:
+    INSUFFICIENT_CREDITS.labels(endpoint=endpoint).inc()
+
+
+def record_webhook_event(event_type: str, outcome: str) -> None:
+    """``outcome``: e.g. processed, duplicate, ignored, invalid_signature, failed."""
+    WEBHOOK_EVENTS.labels(type=event_type, outcome=outcome).inc()
+
+
+def record_ai_engine_failure(engine: str, operation: str, kind: str) -> None:
+    AI_ENGINE_FAILURES.labels(engine=engine, operation=operation, kind=kind).inc()
+
+
+def record_rate_limited(scope: str) -> None:
+    RATE_LIMITED.labels(scope=scope).inc()
+
+
+def record_rate_limiter_error(scope: str) -> None:
+    RATE_LIMITER_ERRORS.labels(scope=scope).inc()
+
+
+def failure_kind(error: BaseException) -> str:
+    """A bounded label for an engine failure: the AppError code, or timeout/error."""
+    if isinstance(error, AppError):
+        return error.code
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    return "error"
+
+
+@contextmanager
+def ai_engine_call(engine: str, operation: str) -> Iterator[None]:
+    """Time one engine call; a failure is counted by kind and re-raised.
+
+    >>> with ai_engine_call("openai", "summarize"):
+    ...     result = await engine.summarize(text)
+    """
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception as error:
+        record_ai_engine_failure(engine, operation, failure_kind(error))
+        raise
+    finally:
+        AI_ENGINE_DURATION.labels(engine=engine, operation=operation).observe(
+            time.perf_counter() - started
+        )
+
+
+# --- Exposition -----------------------------------------------------------------------
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROCESS_ENV))
+
+
+def reset_multiprocess_dir(path: str) -> None:
+    """Create the directory and delete samples left by earlier processes (before workers start)."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def render_metrics() -> bytes:
+    """The text exposition of every metric, summed over all workers in multiprocess mode."""
+    if multiprocess_mode():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_metrics_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """When METRICS_TOKEN is set, /metrics needs it as a bearer token."""
+    expected = request.app.state.settings.metrics_token
+    if expected is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise UnauthorizedError()
+
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get(
+    METRICS_PATH,
+    include_in_schema=False,
+    dependencies=[Depends(require_metrics_token)],
+)
+def metrics() -> Response:
+    # A plain def: FastAPI runs it in the thread pool, so reading the
+    # workers' files never blocks the event loop.
+    return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+
+def instrument(app: FastAPI) -> None:
+    """Add the HTTP metrics middleware (label: route template and exact status)."""
+    instrumentator = Instrumentator(
+        should_group_status_codes=False,
+        should_group_untemplated=True,
+        excluded_handlers=[f"^{METRICS_PATH}$"],
+    )
+    if _http_instrumentation is not None:
+        instrumentator.add(_http_instrumentation)
+    instrumentator.instrument(app)

@@ -28,6 +28,7 @@ from tests.support.databases import (
     services_required,
     temporary_database,
 )
+from tests.support.redis import RedisNamespace, redis_available, redis_namespace
 from tests.support.settings import make_settings
 
 
@@ -97,3 +98,15 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture
+async def redis_ns() -> AsyncIterator[RedisNamespace]:
+    """The test Redis with a key prefix of this test's own, removed afterwards."""
+    if not await redis_available():
+        message = "Redis is not reachable (set ACCESSAI_TEST_REDIS_URL)"
+        if services_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    async with redis_namespace() as namespace:
+        yield namespace

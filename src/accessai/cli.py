@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -14,10 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from accessai import __version__
 from accessai.core.config import ConfigError, Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
-from accessai.core.migrations import upgrade
 from accessai.core.security import issue_access_token
 from accessai.observability.logging import configure_logging
-from accessai.observability.metrics import MULTIPROCESS_ENV, reset_multiprocess_dir
+from accessai.observability.multiprocess import multiprocess_dir, reset_multiprocess_dir
 from accessai.users import service as users
 
 T = TypeVar("T")
@@ -86,10 +84,12 @@ def serve(
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.resolved_log_format)
     if settings.should_migrate_on_start:
+        from accessai.core.migrations import upgrade
+
         upgrade(settings.database_url)
-    if os.environ.get(MULTIPROCESS_ENV):
+    if (directory := multiprocess_dir()) is not None:
         # Samples of a previous run's workers would be summed with ours.
-        reset_multiprocess_dir(os.environ[MULTIPROCESS_ENV])
+        reset_multiprocess_dir(directory)
     uvicorn.run(
         "accessai.main:create_app",
         factory=True,
@@ -103,6 +103,11 @@ def serve(
         log_config=None,  # our logging configuration, set in create_app
         access_log=False,  # one structured line per request comes from our middleware
         timeout_graceful_shutdown=30,
+        # A worker answers the supervisor's health pings only once its imports
+        # are done; on a busy 2-core machine (or a throttled container) that
+        # takes longer than uvicorn's 5 s default, and the worker would be
+        # killed and respawned forever.
+        timeout_worker_healthcheck=60,
         server_header=False,
     )
 
@@ -114,6 +119,8 @@ def db_upgrade(
     """Apply database migrations up to REVISION (default: the latest)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.resolved_log_format)
+    from accessai.core.migrations import upgrade
+
     upgrade(settings.database_url, revision)
     typer.echo(f"database upgraded to {revision}")
 

@@ -18,11 +18,9 @@ files of all workers, so any worker answers for the whole server.
 from __future__ import annotations
 
 import hmac
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -41,9 +39,9 @@ from prometheus_fastapi_instrumentator import metrics as http_metrics
 from starlette.responses import Response
 
 from accessai.core.errors import AppError, UnauthorizedError
+from accessai.observability.multiprocess import multiprocess_dir
 
 NAMESPACE = "accessai"
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
 
 # --- HTTP ----------------------------------------------------------------------
@@ -178,21 +176,9 @@ def ai_engine_call(engine: str, operation: str) -> Iterator[None]:
 # --- Exposition -----------------------------------------------------------------------
 
 
-def multiprocess_mode() -> bool:
-    return bool(os.environ.get(MULTIPROCESS_ENV))
-
-
-def reset_multiprocess_dir(path: str) -> None:
-    """Create the directory and delete samples left by earlier processes (before workers start)."""
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
-
-
 def render_metrics() -> bytes:
     """The text exposition of every metric, summed over all workers in multiprocess mode."""
-    if multiprocess_mode():
+    if multiprocess_dir() is not None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)

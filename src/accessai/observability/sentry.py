@@ -12,7 +12,8 @@ Every event is tagged with the request id and the route template and
 carries the signed-in user's id, all read from the request's bound log
 context. Expected errors (``AppError`` with a 4xx status) are dropped, and
 credentials (Authorization, cookies, Stripe-Signature, API keys), request
-bodies, query strings and stack-frame local variables are never sent.
+bodies, query strings and stack-frame local variables are never sent
+(breadcrumbs come from log lines, which are redacted before they exist).
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ import sentry_sdk
 from sentry_sdk.integrations.fastapi import FastApiIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.integrations.starlette import StarletteIntegration
-from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 from sentry_sdk.utils import event_from_exception
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accessai import __version__
 from accessai.core.errors import AppError
-from accessai.observability.logging import SENSITIVE_KEYS, request_context
+from accessai.observability.logging import request_context
 
 if TYPE_CHECKING:
     from sentry_sdk.types import Event, Hint
@@ -62,12 +62,18 @@ def init_sentry(settings: Settings) -> bool:
         environment=settings.environment,
         release=f"accessai@{__version__}",
         traces_sample_rate=settings.sentry_traces_sample_rate,
-        send_default_pii=False,
-        max_request_body_size="never",
-        include_local_variables=False,
-        event_scrubber=EventScrubber(
-            denylist=sorted({*DEFAULT_DENYLIST, *SENSITIVE_KEYS}), recursive=True
-        ),
+        # What send_default_pii=False means, spelled out in the structured
+        # option that replaces it (sentry-sdk >= 2.7x warns on the old flag):
+        # no automatic user data, cookies, bodies, query strings or stack locals.
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "denylist", "terms": sorted(SCRUBBED_HEADERS)}},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "stack_frame_variables": False,
+            "database_query_data": False,
+        },
         before_send=before_send,
         integrations=[
             StarletteIntegration(transaction_style="url"),

@@ -8,6 +8,7 @@ every envelope it gets. The client is flushed before asserting.
 from __future__ import annotations
 
 import gzip
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,12 +17,15 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from fastapi import Request
 from sentry_sdk.envelope import Envelope
 
 from accessai.core.security import CurrentUser
 from accessai.credits.service import InsufficientCreditsError
 from tests.factories import auth_headers, create_user
 from tests.support.app import running_app
+
+CRUMB_SECRET = "whsec_" + "crumb" + "secret123"
 
 
 @dataclass
@@ -82,8 +86,11 @@ async def test_unexpected_error_is_captured_once_with_context(
     token_headers = auth_headers(settings, user)
     async with running_app(settings) as (app, client):
 
-        async def explode(item_id: int, user: CurrentUser) -> None:
-            raise RuntimeError("the ledger caught fire")
+        async def explode(item_id: int, request: Request, user: CurrentUser) -> None:
+            # Another library logs a secret (a breadcrumb), then the error quotes the token.
+            # (Built at run time: Sentry sends source lines around each frame.)
+            logging.getLogger("some.library").warning("retry with %s", CRUMB_SECRET)
+            raise RuntimeError(f"the ledger caught fire for {request.headers['authorization']}")
 
         app.add_api_route("/_test/explode/{item_id}", explode, methods=["POST"])
         response = await client.post(
@@ -105,6 +112,9 @@ async def test_unexpected_error_is_captured_once_with_context(
 
     exception = event["exception"]["values"][-1]
     assert exception["type"] == "RuntimeError"
+    assert exception["value"].startswith("the ledger caught fire for [redacted]")
+    crumbs = event["breadcrumbs"]["values"]
+    assert any(crumb.get("message", "").startswith("retry with") for crumb in crumbs)
     assert exception["mechanism"]["handled"] is False
     frames = exception["stacktrace"]["frames"]
     assert any(frame["function"] == "explode" for frame in frames)
@@ -117,7 +127,13 @@ async def test_unexpected_error_is_captured_once_with_context(
     # Credentials and bodies never leave the process.
     sent = b"".join(sentry_receiver.raw)
     token = token_headers["Authorization"].split()[1]
-    for secret in (token, "cookie-secret-value", "signature-secret-value", "body-secret-value"):
+    for secret in (
+        token,
+        "cookie-secret-value",
+        "signature-secret-value",
+        "body-secret-value",
+        CRUMB_SECRET,
+    ):
         assert secret.encode() not in sent
 
 

@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from accessai.observability.logging import bind_request_context
+
 
 class AppError(Exception):
     """An expected failure with an HTTP status and a stable machine-readable code."""
@@ -112,12 +114,15 @@ _HTTP_CODES = {
 
 async def _app_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
+    # The request's log line names the error it ended with.
+    bind_request_context(error_code=exc.code)
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    bind_request_context(error_code=code)
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
     return JSONResponse(
         {"error": code, "message": message},
@@ -135,6 +140,7 @@ def _describe(error: dict[str, Any]) -> dict[str, str]:
 async def _validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [_describe(dict(error)) for error in exc.errors()]
+    bind_request_context(error_code="validation_error")
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
     return JSONResponse(
         {"error": "validation_error", "message": summary or "Invalid request.", "details": details},

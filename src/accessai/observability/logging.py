@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal
@@ -38,22 +39,43 @@ SENSITIVE_KEYS = frozenset(
         "code",
         "body",
         "request_body",
+        "x-api-key",
+        "idempotency-key",
     }
 )
 REDACTED = "[redacted]"
 
+# Credentials recognisable by their shape, wherever they appear in a string
+# (an exception message, a URL, a repr): bearer tokens, JWTs, Stripe keys
+# and webhook secrets, Stripe-Signature values.
+_SECRET_PATTERNS = re.compile(
+    r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]+"
+    r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
+    r"|\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]+"
+    r"|\bwhsec_[A-Za-z0-9+/=]+"
+    r"|\bt=\d+,v1=[0-9a-f]+(?:,v\d=[0-9a-f]+)*"
+)
+
+
+def redact_text(text: str) -> str:
+    return _SECRET_PATTERNS.sub(REDACTED, text)
+
 
 def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
     if isinstance(value, Mapping):
         return {
             key: REDACTED if str(key).lower() in SENSITIVE_KEYS else _redact_value(item)
             for key, item in value.items()
         }
+    if isinstance(value, list | tuple):
+        return [_redact_value(item) for item in value]
     return value
 
 
 def redact_sensitive(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
-    """Replace the values of sensitive keys, also inside nested mappings."""
+    """Replace the values of sensitive keys, also inside nested mappings, and credential shapes."""
     for key in list(event_dict):
         if key.lower() in SENSITIVE_KEYS:
             event_dict[key] = REDACTED
@@ -90,14 +112,15 @@ def configure_logging(
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_color_message,
-        redact_sensitive,
     ]
     renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
+        # Tracebacks become text before redaction, so it covers them too.
         shared.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer()
+    shared.append(redact_sensitive)
 
     structlog.configure(
         processors=[

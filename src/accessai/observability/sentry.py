@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
 from sentry_sdk.integrations.fastapi import FastApiIntegration
@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accessai import __version__
 from accessai.core.errors import AppError
-from accessai.observability.logging import request_context
+from accessai.observability.logging import redact_text, request_context
 
 if TYPE_CHECKING:
     from sentry_sdk.types import Event, Hint
@@ -116,6 +116,7 @@ def before_send(event: Event, hint: Hint) -> Event | None:
         return None
     _add_request_context(event)
     _scrub_request(event)
+    _scrub_text(event)
     return event
 
 
@@ -142,3 +143,26 @@ def _scrub_request(event: Event) -> None:
                 headers[name] = FILTERED
     for key in ("cookies", "data", "query_string"):
         request.pop(key, None)
+
+
+def _redact_any(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: _redact_any(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_any(item) for item in value]
+    return value
+
+
+def _scrub_text(event: Event) -> None:
+    """Credential shapes in exception messages and breadcrumbs (other libraries' log lines)."""
+    for exception in (event.get("exception") or {}).get("values") or []:
+        if isinstance(exception.get("value"), str):
+            exception["value"] = redact_text(exception["value"])
+    breadcrumbs: Any = event.get("breadcrumbs") or {}
+    values = breadcrumbs.get("values") if isinstance(breadcrumbs, dict) else breadcrumbs
+    for crumb in values or []:
+        for key in ("message", "data"):
+            if key in crumb:
+                crumb[key] = _redact_any(crumb[key])

@@ -4,8 +4,9 @@ FastAPI's default page loads Swagger UI from a CDN and starts it with an
 inline script; both would need holes in our Content-Security-Policy. Here
 the Swagger UI files come from the ``swagger-ui-bundle-v2`` package (mounted
 at /docs/assets), the start-up code is a static file, and the page itself is
-plain HTML, so /docs works offline and under the strict policy (see
-hardening/headers.py). ReDoc and the OAuth2 redirect page are not served.
+plain HTML, so /docs works offline and under the same strict policy as the
+API (hardening/headers.py). ReDoc and the OAuth2 redirect page (both with
+inline scripts) are not served.
 """
 
 from __future__ import annotations

@@ -1,16 +1,19 @@
 """Security headers on every response, built with the ``secure`` library.
 
-One strict Content-Security-Policy serves the API and the future dashboard
-(static files, no inline scripts): everything from our own origin, no
-plugins, no framing. The Swagger UI page (/docs) is served from local
-assets with no inline script, so it runs under the same policy except for
-inline styles, which Swagger UI's components set (``style-src`` gains
-``'unsafe-inline'`` on /docs only; scripts stay strict).
+One strict Content-Security-Policy for everything we serve, the API, the
+Swagger UI page and the future dashboard (static files, no inline scripts):
+scripts, styles and connections from our own origin only, images also as
+``data:`` URIs, no plugins, no ``<base>``, no framing. The docs page meets it
+because it is self-hosted with no inline script (hardening/docs.py);
+Swagger UI 5 sets its styles through the DOM, which ``style-src 'self'``
+allows (checked in a real browser: tests/hardening/test_docs_browser.py).
+``form-action`` is left open so a form may post to a route that redirects
+to Stripe Checkout.
 
 Strict-Transport-Security is sent only when the request arrived over HTTPS,
 as seen after trusted-proxy handling (``X-Forwarded-Proto`` from a proxy in
-FORWARDED_ALLOW_IPS): sending it over plain HTTP has no effect, and on a
-laptop it would pin ``127.0.0.1`` to HTTPS in the browser.
+FORWARDED_ALLOW_IPS): over plain HTTP it has no effect, and on a laptop it
+would pin ``127.0.0.1`` to HTTPS in the browser.
 """
 
 from __future__ import annotations
@@ -30,20 +33,18 @@ from secure import (
 from secure.middleware import SecureASGIMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-DOCS_PREFIX = "/docs"
-HSTS_MAX_AGE_SECONDS = 63_072_000  # two years, the preload list's expectation
+HSTS_MAX_AGE_SECONDS = 63_072_000  # two years, what the preload list expects
 
 SELF = ContentSecurityPolicy.keyword("self")
 NONE = ContentSecurityPolicy.keyword("none")
 
 
-def content_security_policy(*, inline_styles: bool = False) -> ContentSecurityPolicy:
-    styles = [SELF, ContentSecurityPolicy.keyword("unsafe-inline")] if inline_styles else [SELF]
+def content_security_policy() -> ContentSecurityPolicy:
     return (
         ContentSecurityPolicy()
         .default_src(SELF)
         .script_src(SELF)
-        .style_src(*styles)
+        .style_src(SELF)
         .img_src(SELF, "data:")
         .font_src(SELF)
         .connect_src(SELF)
@@ -53,9 +54,9 @@ def content_security_policy(*, inline_styles: bool = False) -> ContentSecurityPo
     )
 
 
-def build_secure(*, https: bool, docs: bool) -> Secure:
+def build_secure(*, https: bool) -> Secure:
     return Secure(
-        csp=content_security_policy(inline_styles=docs),
+        csp=content_security_policy(),
         hsts=(
             StrictTransportSecurity().max_age(HSTS_MAX_AGE_SECONDS).include_subdomains()
             if https
@@ -69,26 +70,17 @@ def build_secure(*, https: bool, docs: bool) -> Secure:
     )
 
 
-def is_docs_path(path: str) -> bool:
-    return path == DOCS_PREFIX or path.startswith(DOCS_PREFIX + "/")
-
-
 class SecurityHeadersMiddleware:
-    """Chooses one of four header sets per request: (HTTPS or not) x (docs page or not)."""
+    """Applies the header set for the request's scheme (HSTS only over HTTPS)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._variants: dict[tuple[bool, bool], ASGIApp] = {
-            (https, docs): cast(
-                "ASGIApp", SecureASGIMiddleware(app, secure=build_secure(https=https, docs=docs))
-            )
-            for https in (False, True)
-            for docs in (False, True)
-        }
+        self._plain = cast("ASGIApp", SecureASGIMiddleware(app, secure=build_secure(https=False)))
+        self._https = cast("ASGIApp", SecureASGIMiddleware(app, secure=build_secure(https=True)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        variant = (scope.get("scheme") == "https", is_docs_path(scope.get("path", "")))
-        await self._variants[variant](scope, receive, send)
+        secured = self._https if scope.get("scheme") == "https" else self._plain
+        await secured(scope, receive, send)

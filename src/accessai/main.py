@@ -20,7 +20,7 @@ from accessai.hardening.body_limit import BodySizeLimitMiddleware
 from accessai.hardening.docs import install_docs
 from accessai.hardening.headers import SecurityHeadersMiddleware
 from accessai.hardening.ratelimit import RateLimitHeadersMiddleware, create_rate_limiter
-from accessai.observability import health, metrics
+from accessai.observability import health, metrics, metrics_route
 from accessai.observability.logging import configure_logging, get_logger
 from accessai.observability.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from accessai.observability.sentry import init_sentry
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    app.include_router(metrics_route.router)
 
     # Middleware, innermost first (each add_middleware wraps the ones before):
     #   RequestContext > ProxyHeaders > SecurityHeaders > CORS > Prometheus

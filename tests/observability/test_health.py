@@ -23,6 +23,8 @@ async def test_all_green_with_only_the_database_configured(client) -> None:
         "version": __version__,
     }
     assert body["uptime_seconds"] >= 0
+    # Each call reaches every dependency, so it is limited per client IP.
+    assert response.headers["x-ratelimit-limit"] == "120"
 
 
 async def test_all_green_with_redis(settings_factory, redis_ns) -> None:
@@ -53,8 +55,9 @@ async def test_postgresql_unreachable_degrades() -> None:
     assert response.status_code == 503
     assert response.json()["database"] == "error"
     assert response.json()["status"] == "degraded"
-    # Liveness does not depend on the database.
+    # Liveness depends on nothing and is never rate limited.
     assert live.status_code == 200
+    assert "x-ratelimit-limit" not in live.headers
 
 
 async def test_sqlite_file_that_cannot_be_opened_degrades(tmp_path) -> None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accessai import __version__
 from accessai.core.redis import RedisDep
 from accessai.core.stripe_client import StripeDep
+from accessai.hardening.ratelimit import public_rate_limit
 from accessai.observability.logging import get_logger
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -71,6 +72,8 @@ async def _select_one(engine: AsyncEngine) -> None:
     "/health",
     response_model=HealthResponse,
     responses={503: {"model": HealthResponse, "description": "A dependency is failing."}},
+    # Each call reaches the database, Redis and Stripe: limited per client IP.
+    dependencies=[Depends(public_rate_limit)],
 )
 async def health(request: Request, redis: RedisDep, stripe: StripeDep) -> JSONResponse:
     engine: AsyncEngine = request.app.state.engine
@@ -93,5 +96,5 @@ async def health(request: Request, redis: RedisDep, stripe: StripeDep) -> JSONRe
 
 @router.get("/health/live", response_model=LivenessResponse)
 async def live() -> LivenessResponse:
-    """Answers without touching any dependency, for liveness probes."""
+    """Answers without touching any dependency, for liveness probes (never rate limited)."""
     return LivenessResponse(status="ok")

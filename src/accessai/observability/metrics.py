@@ -9,37 +9,21 @@ functions so domain code never touches prometheus_client directly. Every
 label value must come from a small fixed set (a route name, a package key,
 a Stripe event type, an engine name): never a user id, an email or a path.
 
-Several worker processes: when ``PROMETHEUS_MULTIPROC_DIR`` is set (before
-the process starts; ``accessai serve`` empties it at start-up), every process
-writes its samples to files in that directory and ``GET /metrics`` sums the
-files of all workers, so any worker answers for the whole server.
+The endpoint that exposes them is observability/metrics_route.py.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
-from starlette.responses import Response
 
-from accessai.core.errors import AppError, UnauthorizedError
-from accessai.observability.multiprocess import multiprocess_dir
+from accessai.core.errors import AppError
 
 NAMESPACE = "accessai"
 METRICS_PATH = "/metrics"
@@ -171,48 +155,6 @@ def ai_engine_call(engine: str, operation: str) -> Iterator[None]:
         AI_ENGINE_DURATION.labels(engine=engine, operation=operation).observe(
             time.perf_counter() - started
         )
-
-
-# --- Exposition -----------------------------------------------------------------------
-
-
-def render_metrics() -> bytes:
-    """The text exposition of every metric, summed over all workers in multiprocess mode."""
-    if multiprocess_dir() is not None:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
-
-
-_bearer = HTTPBearer(auto_error=False)
-
-
-def require_metrics_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """When METRICS_TOKEN is set, /metrics needs it as a bearer token."""
-    expected = request.app.state.settings.metrics_token
-    if expected is None:
-        return
-    given = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise UnauthorizedError()
-
-
-router = APIRouter(tags=["operations"])
-
-
-@router.get(
-    METRICS_PATH,
-    include_in_schema=False,
-    dependencies=[Depends(require_metrics_token)],
-)
-def metrics() -> Response:
-    # A plain def: FastAPI runs it in the thread pool, so reading the
-    # workers' files never blocks the event loop.
-    return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
 
 def instrument(app: FastAPI) -> None:

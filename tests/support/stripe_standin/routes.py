@@ -191,6 +191,8 @@ async def custom_event(request: web.Request) -> web.Response:
             400, "Expected JSON with 'type' (string) and 'object' (object)."
         )
     previous = data.get("previous_attributes")
+    if previous is not None and not isinstance(previous, dict):
+        raise UserError(400, "'previous_attributes' must be an object.")
     event = await state.emit(
         event_type,
         obj,

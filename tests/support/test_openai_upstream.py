@@ -442,46 +442,45 @@ def test_stop_aborts_in_flight_requests_and_restarts() -> None:
 
 def test_standalone_process_with_control_routes() -> None:
     port = free_port()
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "tests.support.openai_upstream", "--port", str(port)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base}/v1/models", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-        script = {"behaviours": [Behaviour.reply("from the script").to_dict()]}
-        assert (
-            httpx.post(f"{base}/__standin/script", json=script).json()["pending_script"]
-            == 1
-        )
-        with openai.OpenAI(base_url=f"{base}/v1", api_key="any", max_retries=0) as sdk:
-            reply = sdk.chat.completions.create(model="m", messages=MESSAGES)
-        assert reply.choices[0].message.content == "from the script"
-
-        recorded = httpx.get(f"{base}/__standin/requests").json()["requests"]
-        assert [r["path"] for r in recorded] == ["/v1/models", "/v1/chat/completions"]
-        assert recorded[1]["json"]["messages"] == MESSAGES
-        assert (
-            httpx.post(
-                f"{base}/__standin/script", json={"behaviours": [{"x": 1}]}
-            ).status_code
-            == 400
-        )
-    finally:
-        process.terminate()
+    ) as process:
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            _exercise_standalone(process, f"http://127.0.0.1:{port}")
+        finally:
+            process.terminate()
+            try:
+                process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+
+
+def _exercise_standalone(process: subprocess.Popen[bytes], base: str) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"{base}/v1/models", timeout=1)
+            break
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+    script = {"behaviours": [Behaviour.reply("from the script").to_dict()]}
+    assert (
+        httpx.post(f"{base}/__standin/script", json=script).json()["pending_script"]
+        == 1
+    )
+    with openai.OpenAI(base_url=f"{base}/v1", api_key="any", max_retries=0) as sdk:
+        reply = sdk.chat.completions.create(model="m", messages=MESSAGES)
+    assert reply.choices[0].message.content == "from the script"
+
+    recorded = httpx.get(f"{base}/__standin/requests").json()["requests"]
+    assert [r["path"] for r in recorded] == ["/v1/models", "/v1/chat/completions"]
+    assert recorded[1]["json"]["messages"] == MESSAGES
+    bad = httpx.post(f"{base}/__standin/script", json={"behaviours": [{"x": 1}]})
+    assert bad.status_code == 400

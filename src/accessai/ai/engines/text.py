@@ -9,8 +9,10 @@ sentences (or words) scored with PageRank.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -95,23 +97,17 @@ class Document:
         return sum(len(tokens) for tokens in self.tokens)
 
 
-class _Stemmer:
-    """Snowball English stems, cached for one document.
+# Snowball stemmer objects keep per-word state, so each thread gets its own.
+_stemmers = threading.local()
 
-    Snowball stemmer objects keep per-word state, so they are not shared
-    between threads: one is made per document (it is cheap).
-    """
 
-    def __init__(self) -> None:
-        self._stemmer = snowballstemmer.stemmer("english")
-        self._cache: dict[str, str] = {}
-
-    def __call__(self, word: str) -> str:
-        stem = self._cache.get(word)
-        if stem is None:
-            stem = str(self._stemmer.stemWord(word))
-            self._cache[word] = stem
-        return stem
+@functools.lru_cache(maxsize=50_000)
+def stem(word: str) -> str:
+    """The Snowball English stem of a lower-case word ("batteries" -> "batteri")."""
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        stemmer = _stemmers.english = snowballstemmer.stemmer("english")
+    return str(stemmer.stemWord(word))
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -179,7 +175,7 @@ def _is_stopword(lower: str) -> bool:
     return any(normalized.endswith(suffix) for suffix in _CONTRACTION_SUFFIXES)
 
 
-def _tokens(text: str, start: int, end: int, stem: _Stemmer) -> list[Token]:
+def _tokens(text: str, start: int, end: int) -> list[Token]:
     tokens: list[Token] = []
     for match in _WORD_RE.finditer(text, start, end):
         word = match.group()
@@ -202,12 +198,11 @@ def _tokens(text: str, start: int, end: int, stem: _Stemmer) -> list[Token]:
 
 def parse(text: str) -> Document:
     """Cut ``text`` into sentences and words (the one pass both engine calls share)."""
-    stem = _Stemmer()
     spans = sentence_spans(text)
     return Document(
         text=text,
         sentences=[text[start:end] for start, end in spans],
-        tokens=[_tokens(text, start, end, stem) for start, end in spans],
+        tokens=[_tokens(text, start, end) for start, end in spans],
     )
 
 
@@ -215,7 +210,7 @@ def pagerank(
     graph: Sequence[Mapping[int, float]],
     *,
     damping: float = 0.85,
-    tolerance: float = 1e-8,
+    tolerance: float = 1e-6,
     max_iterations: int = 200,
     personalization: Sequence[float] | None = None,
 ) -> list[float]:

@@ -12,6 +12,7 @@ from accessai import __version__
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
 from accessai.core.errors import install_error_handlers
+from accessai.credits.router import router as credits_router
 from accessai.observability import health
 from accessai.observability.logging import configure_logging, get_logger
 from accessai.observability.middleware import RequestContextMiddleware
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(credits_router)
 
     # Added last = outermost: every request, even a failing one, gets an id and a log line.
     app.add_middleware(RequestContextMiddleware)

@@ -211,7 +211,8 @@ async def test_code_flow_with_state_nonce_and_pkce(provider: OIDCProvider) -> No
     assert claims["picture"] == "https://example.com/ada.png"
     assert claims["nonce"] == nonce
     assert token["scope"] == SCOPE
-    assert userinfo["sub"] == "google-ada" and userinfo["email"] == "ada@example.com"
+    assert userinfo["sub"] == "google-ada"
+    assert userinfo["email"] == "ada@example.com"
 
     authorize_request = provider.requests()["authorize"][0]
     assert authorize_request["code_challenge_method"] == "S256"

@@ -220,14 +220,10 @@ class OIDCProvider:
 
     # ---- control API ----
 
-    def _control(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> Any:
+    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         if not self.running:
             raise OIDCProviderError("provider is not running")
-        response = httpx.request(
-            method, f"{self.issuer}/__control{path}", json=body, timeout=10
-        )
+        response = httpx.request(method, f"{self.issuer}/__control{path}", json=body, timeout=10)
         if response.status_code != 200:
             raise OIDCProviderError(
                 f"control {path} failed ({response.status_code}): {response.text}"
@@ -280,9 +276,7 @@ class OIDCProvider:
             "token_error": token_error,
             "authorize_error": authorize_error,
         }
-        fields.update(
-            {key: value for key, value in optional.items() if value is not None}
-        )
+        fields.update({key: value for key, value in optional.items() if value is not None})
         flags = {
             "expired": expired,
             "unknown_kid": unknown_kid,

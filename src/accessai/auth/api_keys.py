@@ -116,7 +116,7 @@ async def authenticate(
     ).first()
     if row is None:
         return None
-    api_key, user = row.tuple()
+    api_key, user = row
     now = now or utcnow()
     stale_before = now - LAST_USED_RESOLUTION
     if api_key.last_used_at is None or api_key.last_used_at < stale_before:

@@ -180,7 +180,13 @@ class OIDCClient:
             client_id=settings.google_client_id,
             client_secret=settings.google_client_secret.get_secret_value(),
             server_metadata_url=settings.oidc_discovery_url,
-            client_kwargs={"scope": SCOPES, "timeout": PROVIDER_TIMEOUT_SECONDS},
+            client_kwargs={
+                "scope": SCOPES,
+                "timeout": PROVIDER_TIMEOUT_SECONDS,
+                # authlib opens an HTTP client per call; sharing one TLS context
+                # spares loading the CA bundle (~0.1 s of CPU) every time.
+                "verify": httpx2.create_ssl_context(),
+            },
         )
 
     async def _metadata(self) -> dict[str, Any]:

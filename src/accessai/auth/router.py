@@ -16,13 +16,15 @@ from accessai.auth.oidc import OIDCClient, not_configured_error
 from accessai.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, TokenResponse
 from accessai.core.config import Settings
 from accessai.core.db import SessionDep
-from accessai.core.errors import BadRequestError, UnauthorizedError
+from accessai.core.errors import AppError, BadRequestError, UnauthorizedError
 from accessai.core.security import CurrentUser, SettingsDep, issue_access_token
+from accessai.observability.logging import get_logger
 from accessai.users import service as users
 from accessai.users.models import User
 from accessai.users.schemas import UserOut
 
 router = APIRouter()
+log = get_logger("accessai.auth")
 
 # Keys of our own in the sign-in cookie (authlib keeps its state there too).
 _RETURN_TO = "return_to"
@@ -100,11 +102,15 @@ async def google_callback(
     in a URL.
     """
     return_to = request.session.pop(_RETURN_TO, None)
-    verified = await oidc.verify_callback(request)
-    identity = auth_service.identity_from_claims(verified.claims)
-    user, _created = await auth_service.sign_in(
-        session, identity, signup_bonus=settings.signup_bonus_credits
-    )
+    try:
+        verified = await oidc.verify_callback(request)
+        identity = auth_service.identity_from_claims(verified.claims)
+        user, _created = await auth_service.sign_in(
+            session, identity, signup_bonus=settings.signup_bonus_credits
+        )
+    except AppError as error:
+        log.info("auth.sign_in_failed", error=error.code, status=error.status_code)
+        raise
     if isinstance(return_to, str):
         request.session[_HANDOFF] = {
             "user_id": str(user.id),

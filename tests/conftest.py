@@ -30,6 +30,12 @@ from tests.support.databases import (
 )
 from tests.support.settings import make_settings
 
+# Test stand-ins shared by several test packages.
+pytest_plugins = [
+    "tests.support.openai_fixtures",
+    "tests.support.stripe_standin.pytest_plugin",
+]
+
 
 @dataclass
 class TestDatabase:

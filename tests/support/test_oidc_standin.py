@@ -447,7 +447,7 @@ async def test_provider_down_refuses_connections_then_recovers(
     await app_sign_in(provider, google, app_claims_options(provider))  # caches metadata and JWKS
     issuer = provider.issuer
 
-    # authlib uses httpx2 when it is installed (the app depends on it), else httpx.
+    # authlib uses httpx2 when it is installed (the openai SDK brings it).
     with provider.down(), pytest.raises((httpx.ConnectError, httpx2.ConnectError)):
         await register_app_client(provider).load_server_metadata()
 

@@ -15,6 +15,8 @@ from accessai.core.errors import install_error_handlers
 from accessai.observability import health
 from accessai.observability.logging import configure_logging, get_logger
 from accessai.observability.middleware import RequestContextMiddleware
+from accessai.payments import stripe_gateway
+from accessai.payments.router import router as payments_router
 
 log = get_logger("accessai")
 
@@ -37,7 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.started_at = time.monotonic()
         log.info("app.started", environment=settings.environment, version=__version__)
         try:
-            yield
+            # stripe.StripeClient when STRIPE_SECRET_KEY is set, else None.
+            async with stripe_gateway.open_client(settings) as stripe_client:
+                app.state.stripe_client = stripe_client
+                yield
         finally:
             await engine.dispose()
             log.info("app.stopped")
@@ -52,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(payments_router)
 
     # Added last = outermost: every request, even a failing one, gets an id and a log line.
     app.add_middleware(RequestContextMiddleware)

@@ -3,6 +3,15 @@
 from accessai.ai.models import UsageRecord
 from accessai.core.db import Base
 from accessai.credits.models import CreditTransaction, UserCredits
+from accessai.payments.models import Payment, StripeEvent
 from accessai.users.models import User
 
-__all__ = ["Base", "CreditTransaction", "UsageRecord", "User", "UserCredits"]
+__all__ = [
+    "Base",
+    "CreditTransaction",
+    "Payment",
+    "StripeEvent",
+    "UsageRecord",
+    "User",
+    "UserCredits",
+]

@@ -222,3 +222,15 @@ async def test_unhandled_event_types_are_acknowledged_and_ignored(
     assert [(d.status, outcome(d.body)) for d in event.deliveries] == [(200, "ignored")]
     again = await stripe_standin.deliver(event)
     assert outcome(again[0].body) == "duplicate"
+
+
+async def test_a_signed_event_of_an_unexpected_shape_is_refused_for_a_retry(
+    http: httpx.AsyncClient, stripe_standin: StripeStandin
+) -> None:
+    # Say Stripe changed the object in a new API version: 400, no inbox row,
+    # so Stripe keeps retrying until the parsing is fixed.
+    event = await stripe_standin.send_event("charge.refunded", {"id": "ch_1", "object": "charge"})
+    assert [d.status for d in event.deliveries] == [400]
+    assert json.loads(event.deliveries[0].body)["error"] == "invalid_webhook"
+    again = await stripe_standin.deliver(event)
+    assert [d.status for d in again] == [400]

@@ -448,7 +448,8 @@ async def _credit(session: AsyncSession, payment: Payment, payment_intent: str |
     if payment.status in CREDITED_STATUSES:
         return _Handled(Outcome.ALREADY_CREDITED, payment)
     if payment.status not in OPEN_STATUSES:
-        log.warning("payments.paid_after_close", payment_id=str(payment.id), status=payment.status)
+        # Money taken for a payment we had closed (expired, failed, under review).
+        log.error("payments.paid_after_close", payment_id=str(payment.id), status=payment.status)
         return _Handled(Outcome.STALE, payment)
     assert payment.stripe_session_id is not None  # matched by it
     payment.status = PaymentStatus.PAID

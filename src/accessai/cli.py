@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -19,6 +20,8 @@ from accessai.core.migrations import upgrade
 from accessai.core.security import issue_access_token
 from accessai.credits import service as credits
 from accessai.observability.logging import configure_logging
+from accessai.payments import service as payments
+from accessai.payments import stripe_gateway
 from accessai.users import service as users
 
 T = TypeVar("T")
@@ -35,6 +38,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 credits_app = typer.Typer(help="Credit balances and the ledger.", no_args_is_help=True)
 app.add_typer(credits_app, name="credits")
+payments_app = typer.Typer(help="Stripe payments.", no_args_is_help=True)
+app.add_typer(payments_app, name="payments")
 
 
 def settings_or_exit() -> Settings:
@@ -267,3 +272,40 @@ def credits_verify() -> None:
         typer.echo(f"ledger verification FAILED: {len(mismatches)} problem(s)", err=True)
         raise typer.Exit(code=1)
     typer.echo("ledger verified: every balance equals the sum of its ledger")
+
+
+@payments_app.command("replay")
+def payments_replay(
+    event_file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="A Stripe event as JSON."),
+    ],
+) -> None:
+    """Process a saved Stripe event through the webhook's code path (for recovery).
+
+    The file is trusted as it is (no signature): use an event taken from
+    Stripe itself, e.g. `stripe events retrieve evt_...` or the Dashboard.
+    An event already processed is reported as a duplicate and changes nothing.
+    """
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.resolved_log_format)
+    try:
+        event = stripe_gateway.parse_event(event_file.read_bytes())
+    except stripe_gateway.InvalidEventError as error:
+        typer.echo(f"{event_file}: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+    async def work(session: AsyncSession) -> payments.EventResult:
+        return await payments.handle_event(session, event)
+
+    try:
+        result = run_in_session(settings, work)
+    except payments.InvalidWebhookError as error:
+        typer.echo(f"{event.id}: {error.message}", err=True)
+        raise typer.Exit(code=1) from None
+    line = f"{result.event_id} {result.event_type}: {result.outcome}"
+    if result.credits_added:
+        line += f" (+{result.credits_added} credits, payment {result.payment_id})"
+    if result.credits_reversed:
+        line += f" (-{result.credits_reversed} credits, payment {result.payment_id})"
+    typer.echo(line)

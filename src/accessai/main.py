@@ -19,6 +19,8 @@ from accessai.credits.router import router as credits_router
 from accessai.observability import health
 from accessai.observability.logging import configure_logging, get_logger
 from accessai.observability.middleware import RequestContextMiddleware
+from accessai.payments import stripe_gateway
+from accessai.payments.router import router as payments_router
 from accessai.users import router as users_router
 
 log = get_logger("accessai")
@@ -43,7 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.oidc = create_oidc_client(settings)  # None when sign-in is not configured
         log.info("app.started", environment=settings.environment, version=__version__)
         try:
-            yield
+            # stripe.StripeClient when STRIPE_SECRET_KEY is set, else None.
+            async with stripe_gateway.open_client(settings) as stripe_client:
+                app.state.stripe_client = stripe_client
+                yield
         finally:
             await engine.dispose()
             log.info("app.stopped")
@@ -61,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router.router)
     app.include_router(users_router.router)
     app.include_router(credits_router)
+    app.include_router(payments_router)
 
     # The signed cookie that carries OAuth state through the identity provider (path /auth).
     app.add_middleware(SessionMiddleware, **session_middleware_options(settings))

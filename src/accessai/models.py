@@ -4,6 +4,16 @@ from accessai.ai.models import UsageRecord
 from accessai.auth.models import ApiKey
 from accessai.core.db import Base
 from accessai.credits.models import CreditTransaction, UserCredits
+from accessai.payments.models import Payment, StripeEvent
 from accessai.users.models import User
 
-__all__ = ["ApiKey", "Base", "CreditTransaction", "UsageRecord", "User", "UserCredits"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "CreditTransaction",
+    "Payment",
+    "StripeEvent",
+    "UsageRecord",
+    "User",
+    "UserCredits",
+]

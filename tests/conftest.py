@@ -31,6 +31,12 @@ from tests.support.databases import (
 from tests.support.redis import RedisNamespace, redis_available, redis_namespace
 from tests.support.settings import make_settings
 
+# Test stand-ins shared by several test packages.
+pytest_plugins = [
+    "tests.support.openai_fixtures",
+    "tests.support.stripe_standin.pytest_plugin",
+]
+
 
 @dataclass
 class TestDatabase:

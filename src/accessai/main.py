@@ -8,14 +8,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.sessions import SessionMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from accessai import __version__
+from accessai.auth import router as auth_router
+from accessai.auth.oidc import create_oidc_client, session_middleware_options
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
 from accessai.core.errors import install_error_handlers
 from accessai.core.redis import create_redis
-from accessai.core.stripe_client import open_stripe_client
+from accessai.credits.router import router as credits_router
 from accessai.hardening.body_limit import BodySizeLimitMiddleware
 from accessai.hardening.docs import install_docs
 from accessai.hardening.headers import SecurityHeadersMiddleware
@@ -24,6 +27,9 @@ from accessai.observability import health, metrics, metrics_route
 from accessai.observability.logging import configure_logging, get_logger
 from accessai.observability.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from accessai.observability.sentry import init_sentry
+from accessai.payments import stripe_gateway
+from accessai.payments.router import router as payments_router
+from accessai.users import router as users_router
 
 log = get_logger("accessai")
 
@@ -62,8 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.redis = create_redis(settings.redis_url)
                 resources.push_async_callback(app.state.redis.aclose)
             app.state.rate_limiter = create_rate_limiter(settings, app.state.redis)
+            app.state.oidc = create_oidc_client(settings)  # None when sign-in is not configured
+            # stripe.StripeClient when STRIPE_SECRET_KEY is set, else None.
             app.state.stripe_client = await resources.enter_async_context(
-                open_stripe_client(settings)
+                stripe_gateway.open_client(settings)
             )
 
             app.state.started_at = time.monotonic()
@@ -92,10 +100,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
+    app.include_router(auth_router.router)
+    app.include_router(users_router.router)
+    app.include_router(credits_router)
+    app.include_router(payments_router)
 
     # Middleware, innermost first (each add_middleware wraps the ones before):
     #   RequestContext > ProxyHeaders > SecurityHeaders > CORS > Prometheus
-    #     > BodySizeLimit > RateLimitHeaders > (FastAPI's exception handlers, routes)
+    #     > BodySizeLimit > RateLimitHeaders > Session > (exception handlers, routes)
+    # - Session: the signed cookie that carries OAuth state through the
+    #   identity provider (path /auth); only the auth routes read it.
     # - RateLimitHeaders copies the limiter's X-RateLimit-* onto any response,
     #   including 429s rendered by the exception handlers and streams.
     # - BodySizeLimit refuses oversized bodies before routing work; metrics see the 413.
@@ -110,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     #   are never applied twice.
     # - RequestContext stays outermost: every request, even one that fails in
     #   another middleware, gets an id, one log line and the generic 500.
+    app.add_middleware(SessionMiddleware, **session_middleware_options(settings))
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     metrics.instrument(app)

@@ -1,0 +1,1 @@
+"""Test-side stand-ins for external services, reachable on loopback only."""

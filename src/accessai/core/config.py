@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     stripe_secret_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     stripe_api_base: str = "https://api.stripe.com"
-    stripe_currency: str = "usd"
+    # ISO 4217 code, e.g. usd or eur; stored lower case as Stripe uses it.
+    stripe_currency: str = Field(default="usd", pattern=r"^[A-Za-z]{3}$")
     credit_packages: dict[str, CreditPackage] = Field(
         default_factory=lambda: dict(DEFAULT_PACKAGES)
     )

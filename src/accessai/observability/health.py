@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
+import stripe
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -25,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accessai import __version__
 from accessai.core.redis import RedisDep
-from accessai.core.stripe_client import StripeDep
 from accessai.hardening.ratelimit import public_rate_limit
 from accessai.observability.logging import get_logger
 
@@ -75,12 +75,17 @@ async def _select_one(engine: AsyncEngine) -> None:
     # Each call reaches the database, Redis and Stripe: limited per client IP.
     dependencies=[Depends(public_rate_limit)],
 )
-async def health(request: Request, redis: RedisDep, stripe: StripeDep) -> JSONResponse:
+async def health(request: Request, redis: RedisDep) -> JSONResponse:
     engine: AsyncEngine = request.app.state.engine
+    # Opened in the lifespan by payments.stripe_gateway; None when not configured.
+    stripe_client: stripe.StripeClient | None = getattr(request.app.state, "stripe_client", None)
     database, redis_result, stripe_result = await asyncio.gather(
         run_check("database", lambda: _select_one(engine)),
         run_check("redis", redis.ping if redis is not None else None),
-        run_check("stripe", stripe.v1.balance.retrieve_async if stripe is not None else None),
+        run_check(
+            "stripe",
+            stripe_client.v1.balance.retrieve_async if stripe_client is not None else None,
+        ),
     )
     results = (database, redis_result, stripe_result)
     body = HealthResponse(

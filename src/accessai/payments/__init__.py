@@ -1,0 +1,1 @@
+"""Buying credits with Stripe Checkout: packages, checkout, the signed webhook, history."""

@@ -90,3 +90,15 @@ async def test_failure_details_stay_out_of_the_response(settings_factory, path) 
         response = await client.get(path)
     assert str(port) not in response.text
     assert "Error" not in response.text
+
+
+async def test_stripe_key_checked_against_the_stand_in(settings_factory, stripe_standin) -> None:
+    """A real authenticated call through the official SDK (balance), to the local stand-in."""
+    settings = settings_factory(
+        stripe_secret_key=stripe_standin.api_key, stripe_api_base=stripe_standin.api_base
+    )
+    async with running_app(settings) as (_, client):
+        response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["stripe"] == "ok"
+    assert response.json()["status"] == "ok"

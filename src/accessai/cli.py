@@ -18,13 +18,14 @@ from accessai.core.db import create_engine, create_sessionmaker
 from accessai.core.errors import AppError, NotFoundError
 from accessai.core.security import issue_access_token
 from accessai.credits import service as credits
-from accessai.observability.logging import configure_logging
-from accessai.observability.multiprocess import multiprocess_dir, reset_multiprocess_dir
+from accessai.observability.logging import configure_logging, get_logger
+from accessai.observability.multiprocess import prepare_for_workers
 from accessai.payments import service as payments
 from accessai.payments import stripe_gateway
 from accessai.users import service as users
 
 T = TypeVar("T")
+log = get_logger("accessai.cli")
 
 app = typer.Typer(
     name="accessai",
@@ -97,15 +98,15 @@ def serve(
         from accessai.core.migrations import upgrade
 
         upgrade(settings.database_url)
-    if (directory := multiprocess_dir()) is not None:
-        # Samples of a previous run's workers would be summed with ours.
-        reset_multiprocess_dir(directory)
+    worker_count = 1 if reload else (workers or settings.workers)
+    if (directory := prepare_for_workers(worker_count)) is not None:
+        log.info("metrics.multiprocess", directory=directory, workers=worker_count)
     uvicorn.run(
         "accessai.main:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        workers=None if reload else (workers or settings.workers),
+        workers=None if reload else worker_count,
         reload=reload,
         # X-Forwarded-* are resolved inside the app (create_app), against
         # FORWARDED_ALLOW_IPS; resolving them here too would apply them twice.

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from accessai.observability.multiprocess import MULTIPROCESS_ENV, prepare_for_workers
 from tests.support.network import free_port, wait_until
 from tests.support.settings import TEST_JWT_SECRET
 
@@ -52,8 +53,17 @@ def exposed_total(text: str, route: str) -> int:
     return total
 
 
+def announced_directory(log: str) -> Path:
+    """The directory `accessai serve` chose, from its metrics.multiprocess log line."""
+    for line in log.splitlines():
+        if line.startswith("{") and json.loads(line).get("event") == "metrics.multiprocess":
+            return Path(json.loads(line)["directory"])
+    raise AssertionError(f"no metrics.multiprocess line in:\n{log[-2000:]}")
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Two workers with PROMETHEUS_MULTIPROC_DIR given (the default is tested below)."""
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
     # A stale file from an "earlier run": serve must clear it, or it would be summed in.
@@ -61,12 +71,12 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ACCESSAI_", "PROMETHEUS_"))},
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "ENVIRONMENT": "test",
         "JWT_SECRET": TEST_JWT_SECRET,
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
         "LOG_FORMAT": "json",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
     }
     command = [
         str(Path(sys.executable).with_name("accessai")),
@@ -99,6 +109,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
         if not wait_until(ready, timeout=STARTUP_TIMEOUT_SECONDS, interval=0.2):
             pytest.fail(f"server did not start:\n{log_path.read_text()[-3000:]}")
+        assert announced_directory(log_path.read_text()) == multiproc
+        assert not (multiproc / "counter_999999.db").exists()
         yield base, multiproc
     finally:
         # Our own process group: the supervisor and its two workers.
@@ -112,7 +124,6 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_metrics_sum_the_requests_of_both_workers(server: tuple[str, Path]) -> None:
     base, multiproc = server
-    assert not (multiproc / "counter_999999.db").exists()
 
     def one_request(_: int) -> int:
         # A fresh connection per request, so either worker may accept it.
@@ -139,3 +150,26 @@ def test_metrics_sum_the_requests_of_both_workers(server: tuple[str, Path]) -> N
         assert exposed_total(text, TRAFFIC_ROUTE) == sent
         # Counters are summed across processes, not reported per pid.
         assert not re.search(r"accessai_http_requests_total\{[^}]*pid=", text)
+
+
+def test_serve_makes_a_private_directory_for_several_workers(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
+    assert prepare_for_workers(1) is None
+    assert MULTIPROCESS_ENV not in os.environ
+
+    directory = prepare_for_workers(2)
+    assert directory is not None
+    # Exported for the workers, which inherit the environment.
+    assert os.environ[MULTIPROCESS_ENV] == directory
+    assert Path(directory).is_dir()
+    assert list(Path(directory).iterdir()) == []
+    monkeypatch.delenv(MULTIPROCESS_ENV)
+    Path(directory).rmdir()
+
+
+def test_a_given_directory_is_emptied_of_old_samples(monkeypatch, tmp_path) -> None:
+    (tmp_path / "counter_1.db").write_bytes(b"old")
+    (tmp_path / "keep.txt").write_text("not a sample file")
+    monkeypatch.setenv(MULTIPROCESS_ENV, str(tmp_path))
+    assert prepare_for_workers(1) == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]

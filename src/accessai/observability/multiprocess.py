@@ -1,13 +1,15 @@
 """Prometheus multiprocess mode: where the workers' sample files live.
 
-Kept free of prometheus_client imports: ``accessai serve`` prepares the
-directory in the supervisor process, which must not create sample files of
-its own.
+``accessai serve`` prepares the directory in the supervisor, before any
+worker starts: with several workers and no PROMETHEUS_MULTIPROC_DIR it
+makes a private temporary one (workers inherit the variable), so /metrics
+is right by default; either way, files left by earlier processes go.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -23,3 +25,14 @@ def reset_multiprocess_dir(path: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink()
+
+
+def prepare_for_workers(workers: int) -> str | None:
+    """The directory the workers will use (created and emptied), or None for one worker."""
+    directory = multiprocess_dir()
+    if directory is None and workers > 1:
+        directory = tempfile.mkdtemp(prefix="accessai-metrics-")
+        os.environ[MULTIPROCESS_ENV] = directory
+    if directory is not None:
+        reset_multiprocess_dir(directory)
+    return directory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from accessai.core.errors import AppError, NotFoundError
 from accessai.core.security import issue_access_token
 from accessai.credits import service as credits
 from accessai.observability.logging import configure_logging, get_logger
-from accessai.observability.multiprocess import prepare_for_workers
+from accessai.observability.multiprocess import multiprocess_dir, prepare_for_workers
 from accessai.payments import service as payments
 from accessai.payments import stripe_gateway
 from accessai.users import service as users
@@ -99,14 +100,25 @@ def serve(
 
         upgrade(settings.database_url)
     worker_count = 1 if reload else (workers or settings.workers)
+    own_directory = multiprocess_dir() is None
     if (directory := prepare_for_workers(worker_count)) is not None:
         log.info("metrics.multiprocess", directory=directory, workers=worker_count)
+    try:
+        _run_uvicorn(settings, host, port, None if reload else worker_count, reload)
+    finally:
+        if directory is not None and own_directory:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_uvicorn(
+    settings: Settings, host: str | None, port: int | None, workers: int | None, reload: bool
+) -> None:
     uvicorn.run(
         "accessai.main:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        workers=None if reload else worker_count,
+        workers=workers,
         reload=reload,
         # X-Forwarded-* are resolved inside the app (create_app), against
         # FORWARDED_ALLOW_IPS; resolving them here too would apply them twice.

@@ -5,10 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
 from accessai import __version__
+from accessai.ai import router as ai_router
+from accessai.ai.engines.factory import build_engine
+from accessai.ai.service import release_stale_reservations
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
 from accessai.core.errors import install_error_handlers
@@ -35,10 +40,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.started_at = time.monotonic()
-        log.info("app.started", environment=settings.environment, version=__version__)
+        ai_engine = build_engine(settings)
+        app.state.ai_engine = ai_engine
         try:
+            await _sweep_reservations(app, settings)
+            log.info(
+                "app.started",
+                environment=settings.environment,
+                version=__version__,
+                ai_engine=ai_engine.name,
+            )
             yield
         finally:
+            await ai_engine.aclose()
             await engine.dispose()
             log.info("app.stopped")
 
@@ -52,7 +66,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(ai_router.router)
 
     # Added last = outermost: every request, even a failing one, gets an id and a log line.
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+async def _sweep_reservations(app: FastAPI, settings: Settings) -> None:
+    """Refund AI reservations left pending by a process that died mid-request."""
+    try:
+        await release_stale_reservations(
+            app.state.sessionmaker,
+            older_than=timedelta(minutes=settings.ai_stale_reservation_minutes),
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
+    except SQLAlchemyError as error:
+        # Not fatal: the schema may not be migrated yet (production migrates
+        # as its own step); the next start sweeps again.
+        log.warning("ai.sweep_skipped", error=repr(error))

@@ -1,0 +1,43 @@
+"""Opaque keyset cursors: a versioned, base64url-encoded row id.
+
+Newest-first pages ask for rows with ``id < cursor``: one index range scan
+per page however long the history. Clients treat the cursor as a token;
+decoding validates it, so garbage is a 422, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from accessai.core.errors import ValidationError
+
+_PAYLOAD = re.compile(r"^v1:([1-9][0-9]{0,18})$")
+MAX_CURSOR_LENGTH = 64
+
+
+class InvalidCursorError(ValidationError):
+    def __init__(self) -> None:
+        super().__init__(
+            "cursor: not a cursor returned by this endpoint",
+            extra={"details": [{"field": "query.cursor", "message": "invalid cursor"}]},
+        )
+
+
+def encode_cursor(before_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{before_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The row id a cursor points before, or ``InvalidCursorError``."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursorError()
+    try:
+        payload = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursorError() from None
+    match = _PAYLOAD.match(payload)
+    if match is None:
+        raise InvalidCursorError()
+    return int(match.group(1))

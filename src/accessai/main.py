@@ -11,12 +11,13 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
 from accessai import __version__
-from accessai.ai import router as ai_router
 from accessai.ai.engines.factory import build_engine
+from accessai.ai.router import router as ai_router
 from accessai.ai.service import release_stale_reservations
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
 from accessai.core.errors import install_error_handlers
+from accessai.credits.router import router as credits_router
 from accessai.observability import health
 from accessai.observability.logging import configure_logging, get_logger
 from accessai.observability.middleware import RequestContextMiddleware
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(ai_router.router)
+    app.include_router(credits_router)
+    app.include_router(ai_router)
 
     # Added last = outermost: every request, even a failing one, gets an id and a log line.
     app.add_middleware(RequestContextMiddleware)

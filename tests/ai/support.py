@@ -11,13 +11,14 @@ from dataclasses import dataclass
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accessai.ai.engines.base import AnalysisResult, SummaryResult
 from accessai.ai.models import IdempotencyKey, UsageRecord
 from accessai.core.config import Settings
 from accessai.core.db import create_sessionmaker
+from accessai.credits import service as credits
 from accessai.credits.models import CreditTransaction, UserCredits
 from accessai.main import create_app
 from accessai.users.models import User
@@ -99,21 +100,10 @@ async def idempotency_rows(engine: AsyncEngine, user_id: uuid.UUID) -> list[Idem
 
 
 async def assert_every_ledger_balances(engine: AsyncEngine) -> None:
-    """balance == sum(ledger) and balance >= 0 for every account in the database."""
+    """Every account agrees with its ledger (balance, debt, running balances, signs)."""
     async with create_sessionmaker(engine)() as session:
-        sums = dict(
-            (
-                await session.execute(
-                    select(CreditTransaction.user_id, func.sum(CreditTransaction.amount)).group_by(
-                        CreditTransaction.user_id
-                    )
-                )
-            ).all()
-        )
-        accounts = (await session.execute(select(UserCredits.user_id, UserCredits.balance))).all()
-    for user_id, balance in accounts:
-        assert balance >= 0
-        assert balance == (sums.get(user_id) or 0), f"ledger of {user_id} does not add up"
+        mismatches = await credits.verify_ledger(session)
+    assert mismatches == [], [str(m) for m in mismatches]
 
 
 class GateEngine:

@@ -22,8 +22,8 @@ from accessai.ai.schemas import (
 )
 from accessai.ai.service import AIResponse
 from accessai.core.db import SessionDep
-from accessai.core.pagination import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
 from accessai.core.security import CurrentUser
+from accessai.credits.cursor import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
 
 router = APIRouter(tags=["ai"])
 

@@ -1,7 +1,7 @@
 """idempotency keys
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0006
 Create Date: 2026-11-23 12:15:51.695549
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0003"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,8 +1,7 @@
-"""Opaque keyset cursors: a versioned, base64url-encoded row id.
+"""Opaque page cursors for the ledger: a versioned, base64url-encoded row id.
 
-Newest-first pages ask for rows with ``id < cursor``: one index range scan
-per page however long the history. Clients treat the cursor as a token;
-decoding validates it, so garbage is a 422, never a 500.
+Clients must treat a cursor as a token; encoding it keeps us free to change
+what it holds, and decoding validates it so garbage is a 422, never a 500.
 """
 
 from __future__ import annotations

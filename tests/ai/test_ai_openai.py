@@ -13,7 +13,15 @@ import httpx
 import pytest
 
 from accessai.core.config import Settings
-from tests.ai.support import ARTICLE, account, headers_for, new_user, running, usage_rows
+from tests.ai.support import (
+    ARTICLE,
+    account,
+    assert_every_ledger_balances,
+    headers_for,
+    new_user,
+    running,
+    usage_rows,
+)
 from tests.support import openai_wire as wire
 from tests.support.openai_fixtures import STANDIN_API_KEY
 from tests.support.openai_upstream import Behaviour, OpenAIUpstream, free_port
@@ -142,6 +150,7 @@ async def assert_refunded(
         "ai_refund",
         f"usage:{usage.id}:refund",
     )
+    await assert_every_ledger_balances(db.engine)
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import pydantic
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accessai.ai import idempotency, usage
@@ -239,18 +240,15 @@ class AIService:
                 model=outcome.model,
                 tokens=outcome.tokens,
             )
-            if not settled:
-                # The sweep judged this request dead and refunded it already.
-                if reserved.claim is not None:
-                    await idempotency.release(session, reserved.claim)
-                settled_late = True
-            else:
-                settled_late = False
+            if settled:
                 balance = await credits.get_balance(session, user_id)
                 body = _render(endpoint, outcome, self._engine.name, price, balance)
                 if reserved.claim is not None:
                     await idempotency.complete(session, reserved.claim, 200, body)
-        if settled_late:
+            elif reserved.claim is not None:
+                await idempotency.release(session, reserved.claim)
+        if not settled:
+            # The sweep judged this request dead and refunded it already.
             log.warning("ai.settled_after_sweep", endpoint=endpoint, usage_id=reserved.usage_id)
             raise EngineTimeoutError(
                 "The request took too long and its reservation was released; nothing was charged."
@@ -310,17 +308,21 @@ class AIService:
     async def _log_refusal(
         self, user_id: uuid.UUID, endpoint: Endpoint, text: str, outcome: str
     ) -> None:
-        async with self._sessions.begin() as session:
-            await usage.record_refusal(
-                session,
-                user_id=user_id,
-                endpoint=endpoint,
-                engine=self._engine.name,
-                model=_engine_model(self._engine),
-                input_chars=len(text),
-                outcome=outcome,
-                request_id=self._request_id,
-            )
+        try:
+            async with self._sessions.begin() as session:
+                await usage.record_refusal(
+                    session,
+                    user_id=user_id,
+                    endpoint=endpoint,
+                    engine=self._engine.name,
+                    model=_engine_model(self._engine),
+                    input_chars=len(text),
+                    outcome=outcome,
+                    request_id=self._request_id,
+                )
+        except SQLAlchemyError as error:
+            # The refusal itself stands; only its log line in the database is lost.
+            log.warning("ai.refusal_not_logged", endpoint=endpoint, error=repr(error))
 
 
 # --- Recovery after a crash -------------------------------------------------------

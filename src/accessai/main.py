@@ -5,11 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.sessions import SessionMiddleware
 
 from accessai import __version__
+from accessai.ai.engines.factory import build_engine
+from accessai.ai.router import router as ai_router
+from accessai.ai.service import release_stale_reservations
 from accessai.auth import router as auth_router
 from accessai.auth.oidc import create_oidc_client, session_middleware_options
 from accessai.core.config import Settings, load_settings
@@ -43,13 +48,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.started_at = time.monotonic()
         app.state.oidc = create_oidc_client(settings)  # None when sign-in is not configured
-        log.info("app.started", environment=settings.environment, version=__version__)
+        ai_engine = build_engine(settings)
+        app.state.ai_engine = ai_engine
         try:
             # stripe.StripeClient when STRIPE_SECRET_KEY is set, else None.
             async with stripe_gateway.open_client(settings) as stripe_client:
                 app.state.stripe_client = stripe_client
+                await _sweep_reservations(app, settings)
+                log.info(
+                    "app.started",
+                    environment=settings.environment,
+                    version=__version__,
+                    ai_engine=ai_engine.name,
+                )
                 yield
         finally:
+            await ai_engine.aclose()
             await engine.dispose()
             log.info("app.stopped")
 
@@ -67,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router.router)
     app.include_router(credits_router)
     app.include_router(payments_router)
+    app.include_router(ai_router)
 
     # The signed cookie that carries OAuth state through the identity provider (path /auth).
     app.add_middleware(SessionMiddleware, **session_middleware_options(settings))
@@ -74,3 +89,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last = outermost: every request, even a failing one, gets an id and a log line.
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+async def _sweep_reservations(app: FastAPI, settings: Settings) -> None:
+    """Refund AI reservations left pending by a process that died mid-request."""
+    try:
+        await release_stale_reservations(
+            app.state.sessionmaker,
+            older_than=timedelta(minutes=settings.ai_stale_reservation_minutes),
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
+    except SQLAlchemyError as error:
+        # Not fatal: the schema may not be migrated yet (production migrates
+        # as its own step); the next start sweeps again.
+        log.warning("ai.sweep_skipped", error=repr(error))

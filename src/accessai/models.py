@@ -1,6 +1,6 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
-from accessai.ai.models import UsageRecord
+from accessai.ai.models import IdempotencyKey, UsageRecord
 from accessai.auth.models import ApiKey
 from accessai.core.db import Base
 from accessai.credits.models import CreditTransaction, UserCredits
@@ -11,6 +11,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "CreditTransaction",
+    "IdempotencyKey",
     "Payment",
     "StripeEvent",
     "UsageRecord",

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     price_summarize: int = Field(default=10, gt=0)
     price_analyze: int = Field(default=25, gt=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+    # A reservation still pending after this long belongs to a request that
+    # died mid-flight (crash, deploy); the start-up sweep refunds it. Must be
+    # longer than the slowest possible engine call.
+    ai_stale_reservation_minutes: int = Field(default=15, ge=1)
 
     # --- Abuse limits --------------------------------------------------------
     rate_limit_ai: str = "20/minute"
@@ -182,6 +186,24 @@ class Settings(BaseSettings):
                 )
             if len(secret) < 32:
                 raise ValueError("JWT_SECRET: use at least 32 characters outside development")
+        return self
+
+    @model_validator(mode="after")
+    def _openai_engine_needs_a_key(self) -> Settings:
+        if self.ai_engine == "openai":
+            key = self.openai_api_key.get_secret_value() if self.openai_api_key else ""
+            if not key.strip():
+                raise ValueError(
+                    "OPENAI_API_KEY: required when AI_ENGINE=openai (servers that ignore "
+                    "it, like Ollama or vLLM, accept any placeholder such as 'unused')"
+                )
+        # The sweep must never refund a call that is still running.
+        longest_call = self.openai_timeout_seconds * (self.openai_max_retries + 1)
+        if self.ai_stale_reservation_minutes * 60 <= longest_call:
+            raise ValueError(
+                "AI_STALE_RESERVATION_MINUTES: must be longer than OPENAI_TIMEOUT_SECONDS "
+                f"x (OPENAI_MAX_RETRIES + 1) = {longest_call:g} seconds"
+            )
         return self
 
     # --- Derived values ------------------------------------------------------

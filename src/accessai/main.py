@@ -9,9 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from accessai import __version__
+from accessai.chat import router as chat_router
+from accessai.chat.errors import OPENAI_PATH_PREFIX, render_openai_error
+from accessai.chat.runtime import chat_runtime
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
-from accessai.core.errors import install_error_handlers
+from accessai.core.errors import add_error_renderer, install_error_handlers
 from accessai.observability import health
 from accessai.observability.logging import configure_logging, get_logger
 from accessai.observability.middleware import RequestContextMiddleware
@@ -35,9 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.started_at = time.monotonic()
-        log.info("app.started", environment=settings.environment, version=__version__)
         try:
-            yield
+            async with chat_runtime(settings, app.state.sessionmaker) as chat:
+                app.state.chat = chat
+                log.info("app.started", environment=settings.environment, version=__version__)
+                yield
         finally:
             await engine.dispose()
             log.info("app.stopped")
@@ -51,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
 
     install_error_handlers(app)
+    add_error_renderer(app, OPENAI_PATH_PREFIX, render_openai_error)
     app.include_router(health.router)
+    app.include_router(chat_router.router)
 
     # Added last = outermost: every request, even a failing one, gets an id and a log line.
     app.add_middleware(RequestContextMiddleware)

@@ -513,3 +513,29 @@ async def test_the_usage_chunk_is_forwarded_only_when_asked(
     assert openai_upstream.last_request.json["stream_options"] == {"include_usage": True}
     reply = "echo: Hello there"
     assert await chat_net(db, user.id) == price.cost(2, wire.count_tokens(reply))
+
+
+async def test_a_provider_that_hangs_is_cut_at_the_deadline_and_charges_nothing(
+    settings_factory: Callable[..., Settings], openai_upstream: OpenAIUpstream, db, session
+) -> None:
+    settings = chat_settings(
+        settings_factory,
+        openai_upstream.base_url,
+        chat_max_duration_seconds=0.3,
+        chat_hold_timeout_seconds=61,
+    )
+    user = await create_user(session, credits=1000)
+    openai_upstream.script(Behaviour.hang(20))
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.post(URL, json=ask(), headers=auth_headers(settings, user))
+    assert response.status_code == 504
+    error = response.json()["error"]
+    assert (error["code"], error["type"]) == ("engine_timeout", "server_error")
+    assert (await account(db, user.id)).balance == 1000
+    [usage] = await usage_of(db, user.id)
+    assert (usage.outcome, usage.credits_charged) == ("engine_timeout", 0)
+    assert openai_upstream.wait_for_requests(1)[0].outcome == "client_disconnected"
+    await assert_ledger_invariant(db)

@@ -302,7 +302,15 @@ async def test_a_stream_without_reported_usage_is_counted(
             stream_options={"include_usage": True},
         )
         chunks = list(stream)
-    assert all(c.usage is None for c in chunks)
+    # The provider sent no usage; the client asked for it and gets our count.
+    *content, last = chunks
+    assert all(c.usage is None for c in content)
+    assert last.choices == []
+    assert last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (
+        counted_prompt(),
+        TOKENIZER.count(REPLY),
+    )
 
     await wait_for_settlement(db, user.id)
     expected = price.cost(counted_prompt(), TOKENIZER.count(REPLY))

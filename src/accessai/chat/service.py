@@ -31,9 +31,11 @@ import json
 import math
 import time
 import uuid
+from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import openai
@@ -42,7 +44,7 @@ from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from accessai.ai.engines.base import EngineResponseError
+from accessai.ai.engines.base import EngineResponseError, EngineTimeoutError
 from accessai.chat import holds
 from accessai.chat.errors import ChatNotConfiguredError, app_error_body
 from accessai.chat.pricing import ModelPrice, PriceBook
@@ -55,6 +57,8 @@ from accessai.credits.service import AccountOnHoldError, InsufficientCreditsErro
 from accessai.observability.logging import get_logger
 
 log = get_logger("accessai.chat")
+
+T = TypeVar("T")
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
@@ -161,7 +165,7 @@ class ChatService:
         hold = await self._take_hold(user_id, plan, outcome)
         charged = 0
         try:
-            completion = await self.provider.complete(plan.upstream)
+            completion = await self._within_deadline(self.provider.complete(plan.upstream))
             if not completion.choices:
                 raise EngineResponseError("The AI provider returned no choices.")
             outcome.usage = completion.usage
@@ -206,7 +210,7 @@ class ChatService:
         outcome = Outcome(started=time.perf_counter(), request_id=request_id, streamed=True)
         hold = await self._take_hold(user_id, plan, outcome)
         try:
-            upstream = await self.provider.open_stream(plan.upstream)
+            upstream = await self._within_deadline(self.provider.open_stream(plan.upstream))
         except BaseException as error:
             outcome.status = _failure_status(error)
             with anyio.CancelScope(shield=True):
@@ -227,11 +231,24 @@ class ChatService:
             )
         except (InsufficientCreditsError, AccountOnHoldError) as refusal:
             outcome.status = refusal.code
-            await holds.record_refusal(
-                self.sessionmaker, user_id, self._usage_entry(plan, outcome, None)
-            )
+            try:
+                await holds.record_refusal(
+                    self.sessionmaker, user_id, self._usage_entry(plan, outcome, None)
+                )
+            except Exception:
+                log.exception("chat.usage_log_failed")  # the 402 matters more than its log row
             self._log_call(plan, outcome, charged=0)
             raise
+
+    async def _within_deadline(self, call: Awaitable[T]) -> T:
+        """No provider call outlives CHAT_MAX_DURATION_SECONDS (nor, so, its hold)."""
+        try:
+            with anyio.fail_after(self.max_duration_seconds):
+                return await call
+        except TimeoutError:
+            raise EngineTimeoutError(
+                f"The AI provider did not answer within {self.max_duration_seconds:g} seconds."
+            ) from None
 
     async def _settle(self, hold: holds.Hold, plan: ChatPlan, outcome: Outcome) -> int:
         """Charge what the outcome says and release the rest; never raises.
@@ -332,6 +349,8 @@ class ChatStream:
         self._ended = False
         self._finish_reason: str | None = None
         self._finished = False
+        self._pending: deque[bytes] = deque()
+        self._last_chunk: dict[str, Any] = {}
 
     @property
     def deadline(self) -> float:
@@ -340,7 +359,7 @@ class ChatStream:
         return max(0.0, self._service.max_duration_seconds - elapsed)
 
     async def next_event(self) -> bytes | None:
-        while not self._ended:
+        while not self._pending and not self._ended:
             try:
                 chunk = await self._upstream.__anext__()
             except StopAsyncIteration:
@@ -352,7 +371,10 @@ class ChatStream:
                         )
                     )
                 self._outcome.status = "success"
-                return DONE_EVENT
+                if self._plan.wants_usage and self._outcome.usage is None:
+                    self._pending.append(sse(self._counted_usage_chunk()))
+                self._pending.append(DONE_EVENT)
+                break
             except openai.OpenAIError as exc:
                 self._ended = True
                 assert self._service.provider is not None
@@ -365,7 +387,7 @@ class ChatStream:
             payload = self._relay(chunk)
             if payload is not None:
                 return sse(payload)
-        return None
+        return self._pending.popleft() if self._pending else None
 
     def cut_at_deadline(self) -> bytes:
         """The stream ran out of time: the error event to end it with."""
@@ -405,11 +427,29 @@ class ChatStream:
                 self._finish_reason = choice.finish_reason
         payload = chunk.to_dict(mode="json")
         payload["model"] = self._plan.price.model
+        self._last_chunk = payload
         if not self._plan.wants_usage:
             payload.pop("usage", None)
             if not chunk.choices:
                 return None  # the usage chunk the client did not ask for
         return payload
+
+    def _counted_usage_chunk(self) -> dict[str, Any]:
+        """The usage chunk the client asked for, when the provider sent none: our count."""
+        prompt = self._plan.prompt_tokens
+        output = self._service._count_output(self._outcome)
+        return {
+            "id": self._last_chunk.get("id", ""),
+            "object": "chat.completion.chunk",
+            "created": self._last_chunk.get("created", int(time.time())),
+            "model": self._plan.price.model,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": output,
+                "total_tokens": prompt + output,
+            },
+        }
 
     def _fail(self, error: AppError, *, status: str | None = None) -> bytes:
         self._outcome.status = status or error.code

@@ -539,3 +539,30 @@ async def test_a_provider_that_hangs_is_cut_at_the_deadline_and_charges_nothing(
     assert (usage.outcome, usage.credits_charged) == ("engine_timeout", 0)
     assert openai_upstream.wait_for_requests(1)[0].outcome == "client_disconnected"
     await assert_ledger_invariant(db)
+
+
+async def test_nonsense_usage_from_the_provider_is_replaced_by_our_count(
+    client: httpx.AsyncClient, session, settings, db, openai_upstream: OpenAIUpstream, price
+) -> None:
+    user = await create_user(session, credits=1000)
+    body = wire.completion_payload(
+        completion_id="chatcmpl-x",
+        created=0,
+        model=UPSTREAM_MODEL,
+        content="Fine.",
+        finish_reason="stop",
+        usage={"prompt_tokens": -5, "completion_tokens": "many"},
+    )
+    openai_upstream.script(Behaviour(raw_body=json.dumps(body)))
+
+    response = await client.post(URL, json=ask(max_tokens=10), headers=auth_headers(settings, user))
+
+    assert response.status_code == 200
+    prompt, output = counted_prompt("Hello there"), TOKENIZER.count("Fine.")
+    assert response.json()["usage"] == {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
+    }
+    assert await chat_net(db, user.id) == price.cost(prompt, output)
+    await assert_ledger_invariant(db)

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import anyio
 import openai
@@ -184,9 +184,9 @@ class ChatService:
     def _completion_body(
         self, completion: ChatCompletion, plan: ChatPlan, outcome: Outcome, charged: int
     ) -> dict[str, Any]:
-        body = completion.to_dict(mode="json")
+        body = completion.to_dict(mode="json", warnings=False)
         body["model"] = plan.price.model
-        if completion.usage is None:  # ours, counted with the tokenizer
+        if reported_usage(completion.usage) is None:  # ours, counted with the tokenizer
             prompt, output = plan.prompt_tokens, self._count_output(outcome)
             body["usage"] = {
                 "prompt_tokens": prompt,
@@ -256,12 +256,12 @@ class ChatService:
         If it fails (the database is down), the hold stays open and the
         sweep releases it in full later: the user is not charged.
         """
-        tokens = await self._charged_tokens(plan, outcome)
-        cost = plan.price.cost(*tokens) if tokens is not None else 0
-        charged = min(cost, hold.amount)
-        if cost > hold.amount:
-            log.warning("chat.charge_capped", hold_id=str(hold.id), cost=cost, held=hold.amount)
         try:
+            tokens = await self._charged_tokens(plan, outcome)
+            cost = plan.price.cost(*tokens) if tokens is not None else 0
+            charged = min(cost, hold.amount)
+            if cost > hold.amount:
+                log.warning("chat.charge_capped", hold_id=str(hold.id), cost=cost, held=hold.amount)
             settlement = await holds.settle_hold(
                 self.sessionmaker,
                 hold,
@@ -276,8 +276,9 @@ class ChatService:
 
     async def _charged_tokens(self, plan: ChatPlan, outcome: Outcome) -> tuple[int, int] | None:
         """(prompt, completion) tokens to charge, or None when nothing is charged."""
-        if outcome.usage is not None:
-            return outcome.usage.prompt_tokens, outcome.usage.completion_tokens
+        reported = reported_usage(outcome.usage)
+        if reported is not None:
+            return reported
         if not outcome.produced:
             return None
         output = await anyio.to_thread.run_sync(self._count_output, outcome)
@@ -371,7 +372,7 @@ class ChatStream:
                         )
                     )
                 self._outcome.status = "success"
-                if self._plan.wants_usage and self._outcome.usage is None:
+                if self._plan.wants_usage and reported_usage(self._outcome.usage) is None:
                     self._pending.append(sse(self._counted_usage_chunk()))
                 self._pending.append(DONE_EVENT)
                 break
@@ -425,7 +426,7 @@ class ChatStream:
             self._outcome.saw_text(choice.delta.refusal)
             if choice.finish_reason is not None:
                 self._finish_reason = choice.finish_reason
-        payload = chunk.to_dict(mode="json")
+        payload = chunk.to_dict(mode="json", warnings=False)
         payload["model"] = self._plan.price.model
         self._last_chunk = payload
         if not self._plan.wants_usage:
@@ -454,6 +455,19 @@ class ChatStream:
     def _fail(self, error: AppError, *, status: str | None = None) -> bytes:
         self._outcome.status = status or error.code
         return sse(app_error_body(error))
+
+
+def reported_usage(usage: CompletionUsage | None) -> tuple[int, int] | None:
+    """(prompt, completion) tokens as the provider reported them, if it did so sanely."""
+    prompt = getattr(usage, "prompt_tokens", None)
+    output = getattr(usage, "completion_tokens", None)
+    if _is_count(prompt) and _is_count(output):
+        return prompt, output
+    return None
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _failure_status(error: BaseException) -> str:

@@ -1,8 +1,9 @@
-"""The `accessai` command: run the service, migrate the database, administer users."""
+"""The `accessai` command: run the service, migrate the database, administer users and credits."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -13,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from accessai import __version__
 from accessai.core.config import ConfigError, Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
+from accessai.core.errors import AppError, NotFoundError
 from accessai.core.migrations import upgrade
 from accessai.core.security import issue_access_token
+from accessai.credits import service as credits
 from accessai.observability.logging import configure_logging
 from accessai.users import service as users
 
@@ -30,6 +33,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and their access tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+credits_app = typer.Typer(help="Credit balances and the ledger.", no_args_is_help=True)
+app.add_typer(credits_app, name="credits")
 
 
 def settings_or_exit() -> Settings:
@@ -144,3 +149,121 @@ def users_list(
 
     for line in run_in_session(settings, work):
         typer.echo(line)
+
+
+# --- Credits (operators) ------------------------------------------------------
+
+
+def _format_movement(movement: credits.CreditMovement) -> str:
+    debt = f"  debt {movement.debt_change:+d}" if movement.debt_change else ""
+    return (
+        f"#{movement.id}  {movement.created_at:%Y-%m-%d %H:%M:%S}  {movement.amount:+d}{debt}"
+        f"  -> {movement.balance_after}  {movement.reason}"
+        f"  {movement.reference or '-'}  {movement.note or ''}".rstrip()
+    )
+
+
+def _run_or_exit(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """``run_in_session``, turning an expected failure into a message and exit code 1."""
+    try:
+        return run_in_session(settings, work)
+    except AppError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(code=1) from None
+
+
+async def _user_id_or_fail(session: AsyncSession, email: str) -> uuid.UUID:
+    user = await users.get_user_by_email(session, email)
+    if user is None:
+        raise NotFoundError(f"no user with email {users.normalize_email(email)}")
+    return user.id
+
+
+_Email = Annotated[str, typer.Argument(help="The user's email.")]
+_Amount = Annotated[int, typer.Argument(min=1, help="Credits, a positive whole number.")]
+_Note = Annotated[
+    str,
+    typer.Option(
+        "--reason", help="Why, in words; stored as the ledger row's note (the user sees it)."
+    ),
+]
+_Reference = Annotated[
+    str | None,
+    typer.Option(help="Makes the command idempotent: a repeat with it changes nothing."),
+]
+
+
+@credits_app.command("grant")
+def credits_grant(
+    email: _Email, amount: _Amount, reason: _Note, reference: _Reference = None
+) -> None:
+    """Add AMOUNT credits to a user (ledger reason admin_grant)."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> credits.CreditMovement:
+        user_id = await _user_id_or_fail(session, email)
+        return await credits.add_credits(
+            session, user_id, amount, credits.Reason.ADMIN_GRANT, reference, note=reason
+        )
+
+    movement = _run_or_exit(settings, work)
+    prefix = "already granted" if movement.replayed else "granted"
+    typer.echo(f"{prefix}: {_format_movement(movement)}")
+
+
+@credits_app.command("deduct")
+def credits_deduct(
+    email: _Email, amount: _Amount, reason: _Note, reference: _Reference = None
+) -> None:
+    """Remove AMOUNT credits from a user (ledger reason admin_deduct); never below 0."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> credits.CreditMovement:
+        user_id = await _user_id_or_fail(session, email)
+        return await credits.deduct_credits(
+            session, user_id, amount, credits.Reason.ADMIN_DEDUCT, reference, note=reason
+        )
+
+    movement = _run_or_exit(settings, work)
+    prefix = "already deducted" if movement.replayed else "deducted"
+    typer.echo(f"{prefix}: {_format_movement(movement)}")
+
+
+@credits_app.command("show")
+def credits_show(
+    email: _Email,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Ledger rows to show.")] = 20,
+) -> None:
+    """Print a user's balance, debt and latest ledger rows, newest first."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> list[str]:
+        user_id = await _user_id_or_fail(session, email)
+        account = await credits.get_account(session, user_id)
+        balance, debt = (account.balance, account.debt) if account is not None else (0, 0)
+        page = await credits.list_transactions(session, user_id, limit=limit)
+        hold = "  (on hold: spending refused until the debt is repaid)" if debt else ""
+        lines = [
+            f"{users.normalize_email(email)} ({user_id})",
+            f"balance {balance}  debt {debt}{hold}",
+        ]
+        lines += [_format_movement(movement) for movement in page.items]
+        if page.next_before_id is not None:
+            lines.append(f"... older rows not shown (--limit {limit})")
+        return lines
+
+    for line in _run_or_exit(settings, work):
+        typer.echo(line)
+
+
+@credits_app.command("verify")
+def credits_verify() -> None:
+    """Check every balance against its ledger; exit 1 and list problems if any."""
+    settings = settings_or_exit()
+    mismatches = _run_or_exit(settings, credits.verify_ledger)
+    for mismatch in mismatches:
+        typer.echo(str(mismatch))
+    if mismatches:
+        typer.echo(f"ledger verification FAILED: {len(mismatches)} problem(s)", err=True)
+        raise typer.Exit(code=1)
+    typer.echo("ledger verified: every balance equals the sum of its ledger")

@@ -7,17 +7,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.sessions import SessionMiddleware
 
 from accessai import __version__
+from accessai.auth import router as auth_router
+from accessai.auth.oidc import create_oidc_client, session_middleware_options
 from accessai.chat import router as chat_router
 from accessai.chat.errors import OPENAI_PATH_PREFIX, render_openai_error
 from accessai.chat.runtime import chat_runtime
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
 from accessai.core.errors import add_error_renderer, install_error_handlers
+from accessai.credits.router import router as credits_router
 from accessai.observability import health
 from accessai.observability.logging import configure_logging, get_logger
 from accessai.observability.middleware import RequestContextMiddleware
+from accessai.users import router as users_router
 
 log = get_logger("accessai")
 
@@ -38,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.started_at = time.monotonic()
+        app.state.oidc = create_oidc_client(settings)  # None when sign-in is not configured
         try:
             async with chat_runtime(settings, app.state.sessionmaker) as chat:
                 app.state.chat = chat
@@ -58,7 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     add_error_renderer(app, OPENAI_PATH_PREFIX, render_openai_error)
     app.include_router(health.router)
+    app.include_router(auth_router.router)
+    app.include_router(users_router.router)
+    app.include_router(credits_router)
     app.include_router(chat_router.router)
+
+    # The signed cookie that carries OAuth state through the identity provider (path /auth).
+    app.add_middleware(SessionMiddleware, **session_middleware_options(settings))
 
     # Added last = outermost: every request, even a failing one, gets an id and a log line.
     app.add_middleware(RequestContextMiddleware)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from accessai.ai.engines import text_stats
+from accessai.ai.engines import text as text_tools
 from accessai.ai.engines.base import (
     AIEngine,
     EngineResponseError,
@@ -137,7 +137,7 @@ async def test_analyze_accepts_harmless_variations(
     assert result.sentiment_label == "negative"
     assert result.sentiment_score == -1.0
     assert result.keywords == ["Parking", *[f"k{i}" for i in range(9)]]
-    assert result.word_count == text_stats.word_count(TEXT)
+    assert result.word_count == text_tools.count_words(TEXT)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from accessai.chat.models import ChatHold, HoldStatus
 from accessai.chat.pricing import ModelPrice, PriceBook
 from accessai.core.config import Settings
 from accessai.core.db import create_sessionmaker
+from accessai.credits import service as credits
 from accessai.credits.models import CreditTransaction, UserCredits
 from accessai.main import create_app
 from tests.conftest import TestDatabase
@@ -111,26 +112,13 @@ async def chat_net(db: TestDatabase, user_id: uuid.UUID) -> int:
 
 
 async def assert_ledger_invariant(db: TestDatabase) -> None:
-    """balance == sum(ledger) and balance >= 0 for everyone; no hold left open."""
+    """balance == sum(ledger) and balance >= 0 for everyone (verify_ledger); no hold left open."""
     async with create_sessionmaker(db.engine)() as session:
-        totals = dict(
-            (
-                await session.execute(
-                    select(CreditTransaction.user_id, func.sum(CreditTransaction.amount)).group_by(
-                        CreditTransaction.user_id
-                    )
-                )
-            ).all()
-        )
-        balances = dict(
-            (await session.execute(select(UserCredits.user_id, UserCredits.balance))).all()
-        )
+        mismatches = await credits.verify_ledger(session)
         open_holds = await session.scalar(
             select(func.count()).select_from(ChatHold).where(ChatHold.status == HoldStatus.HELD)
         )
-    for user_id, balance in balances.items():
-        assert balance >= 0
-        assert balance == (totals.get(user_id) or 0), f"user {user_id}: balance != sum(ledger)"
+    assert [str(m) for m in mismatches] == []
     assert open_holds == 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pytest
 
+from accessai.auth import api_keys
 from accessai.chat.tokenizer import MessageText, load_tokenizer
 from accessai.core.config import Settings
 from accessai.main import create_app
@@ -134,6 +135,22 @@ async def test_async_sdk_plain_and_streamed(
     one = price.cost(reported_prompt(), wire.count_tokens(echo))
     assert await chat_net(db, user.id) == 2 * one
     assert [u.outcome for u in await usage_of(db, user.id)] == ["success", "success"]
+    await assert_ledger_invariant(db)
+
+
+async def test_an_api_key_works_as_the_sdks_api_key(
+    live_server, session, settings, db, openai_upstream: OpenAIUpstream, price
+) -> None:
+    user = await create_user(session, credits=1000)
+    created = await api_keys.create_api_key(session, user.id, "sdk")
+    await session.commit()
+    openai_upstream.script(Behaviour.reply(REPLY))
+    async with async_client(live_server, created.key) as client:
+        completion = await client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=20
+        )
+    assert completion.choices[0].message.content == REPLY
+    assert await chat_net(db, user.id) == price.cost(reported_prompt(), 8)
     await assert_ledger_invariant(db)
 
 

@@ -1,7 +1,8 @@
 """Credit balances and the append-only ledger that explains them.
 
-Invariant, for every user at every commit: ``balance == sum(ledger amounts)``
-and ``balance >= 0`` (the latter enforced by the database). Only
+Invariants, for every user at every commit: ``balance == sum(ledger amounts)``,
+``debt == sum(ledger debt_change)``, every row's ``balance_after`` is the
+running sum up to it, and ``balance >= 0`` (enforced by the database). Only
 ``accessai.credits.service`` writes these tables.
 """
 
@@ -49,7 +50,10 @@ class UserCredits(Base):
 class CreditTransaction(Base):
     __tablename__ = "credit_transactions"
     __table_args__ = (
-        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        # A row moves the balance, the debt, or both (a refund against an
+        # empty balance moves only the debt, and still needs its row so that
+        # a retried refund finds its reference and does nothing).
+        CheckConstraint("amount <> 0 OR debt_change <> 0", name="moves_balance_or_debt"),
         CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
         # A write with a reference happens at most once per user.
         UniqueConstraint("user_id", "reference", name="uq_credit_transactions_user_reference"),
@@ -65,4 +69,10 @@ class CreditTransaction(Base):
     reason: Mapped[str] = mapped_column(String(64))
     reference: Mapped[str | None] = mapped_column(String(255))
     balance_after: Mapped[int] = mapped_column(Integer)
+    # Change of the account's debt: positive when a refund or dispute could
+    # not be covered by the balance, negative when debt is repaid.
+    # Invariant: user_credits.debt == sum(debt_change).
+    debt_change: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Free text from an operator (CLI grants and deductions), shown to the user.
+    note: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

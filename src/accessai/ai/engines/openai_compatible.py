@@ -6,7 +6,7 @@ OpenAI-compatible endpoint, vLLM, Ollama and OpenRouter all work by changing
 
 ``analyze`` asks the model only for what needs a model (sentiment and
 keywords, as a JSON object validated strictly); word and sentence counts and
-reading time are computed locally by ``text_stats``, because models are
+reading time are computed locally by ``text`` (as the local engine does), because models are
 unreliable at counting and the counts then match the local engine's.
 
 Every failure becomes one of the ``Engine*Error`` classes with a message fit
@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import anyio
 import httpx2
 import openai
 import structlog
@@ -29,7 +30,7 @@ from openai import AsyncOpenAI, omit
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from accessai.ai.engines import text_stats
+from accessai.ai.engines import text as text_tools
 from accessai.ai.engines.base import (
     AnalysisResult,
     EngineResponseError,
@@ -152,11 +153,12 @@ class OpenAICompatibleEngine:
     async def analyze(self, text: str) -> AnalysisResult:
         completion = await self._complete(ANALYSIS_PROMPT, text, json_mode=True)
         found = _parse_analysis(_reply_text(completion))
-        words = text_stats.word_count(text)
+        # Counts come from the same code as the local engine, off the event loop.
+        words, sentences = await anyio.to_thread.run_sync(_count_words_and_sentences, text)
         return AnalysisResult(
             word_count=words,
-            sentence_count=text_stats.sentence_count(text),
-            reading_time_seconds=text_stats.reading_time_seconds(words),
+            sentence_count=sentences,
+            reading_time_seconds=text_tools.reading_time_seconds(words),
             sentiment_label=found.sentiment_label,
             sentiment_score=found.sentiment_score,
             keywords=found.keywords,
@@ -272,3 +274,7 @@ def _parse_analysis(content: str) -> _ModelAnalysis:
             "The AI provider's analysis does not match the expected schema "
             f"(invalid: {', '.join(fields)})."
         ) from exc
+
+
+def _count_words_and_sentences(body: str) -> tuple[int, int]:
+    return text_tools.count_words(body), len(text_tools.split_sentences(body))

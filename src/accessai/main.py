@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -17,9 +17,12 @@ from accessai.ai.router import router as ai_router
 from accessai.ai.service import release_stale_reservations
 from accessai.auth import router as auth_router
 from accessai.auth.oidc import create_oidc_client, session_middleware_options
+from accessai.chat import router as chat_router
+from accessai.chat.errors import OPENAI_PATH_PREFIX, render_openai_error
+from accessai.chat.runtime import chat_runtime
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
-from accessai.core.errors import install_error_handlers
+from accessai.core.errors import add_error_renderer, install_error_handlers
 from accessai.credits.router import router as credits_router
 from accessai.observability import health
 from accessai.observability.logging import configure_logging, get_logger
@@ -38,34 +41,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(
-            settings.database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            echo=settings.db_echo,
-        )
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.started_at = time.monotonic()
-        app.state.oidc = create_oidc_client(settings)  # None when sign-in is not configured
-        ai_engine = build_engine(settings)
-        app.state.ai_engine = ai_engine
-        try:
+        # Every resource is opened here, never at import time, and closed in
+        # reverse order by the exit stack, so tests can point each elsewhere.
+        async with AsyncExitStack() as resources:
+            engine = create_engine(
+                settings.database_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                echo=settings.db_echo,
+            )
+            resources.push_async_callback(engine.dispose)
+            app.state.engine = engine
+            app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.started_at = time.monotonic()
+            app.state.oidc = create_oidc_client(settings)  # None when sign-in is not configured
+            ai_engine = build_engine(settings)
+            resources.push_async_callback(ai_engine.aclose)
+            app.state.ai_engine = ai_engine
             # stripe.StripeClient when STRIPE_SECRET_KEY is set, else None.
-            async with stripe_gateway.open_client(settings) as stripe_client:
-                app.state.stripe_client = stripe_client
-                await _sweep_reservations(app, settings)
-                log.info(
-                    "app.started",
-                    environment=settings.environment,
-                    version=__version__,
-                    ai_engine=ai_engine.name,
-                )
-                yield
-        finally:
-            await ai_engine.aclose()
-            await engine.dispose()
-            log.info("app.stopped")
+            app.state.stripe_client = await resources.enter_async_context(
+                stripe_gateway.open_client(settings)
+            )
+            app.state.chat = await resources.enter_async_context(
+                chat_runtime(settings, app.state.sessionmaker)
+            )
+            await _sweep_reservations(app, settings)
+            log.info(
+                "app.started",
+                environment=settings.environment,
+                version=__version__,
+                ai_engine=ai_engine.name,
+            )
+            yield
+        log.info("app.stopped")
 
     app = FastAPI(
         title="AccessAI",
@@ -76,12 +84,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
 
     install_error_handlers(app)
+    add_error_renderer(app, OPENAI_PATH_PREFIX, render_openai_error)
     app.include_router(health.router)
     app.include_router(auth_router.router)
     app.include_router(users_router.router)
     app.include_router(credits_router)
     app.include_router(payments_router)
     app.include_router(ai_router)
+    app.include_router(chat_router.router)
 
     # The signed cookie that carries OAuth state through the identity provider (path /auth).
     app.add_middleware(SessionMiddleware, **session_middleware_options(settings))

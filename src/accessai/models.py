@@ -2,6 +2,7 @@
 
 from accessai.ai.models import IdempotencyKey, UsageRecord
 from accessai.auth.models import ApiKey
+from accessai.chat.models import ChatHold
 from accessai.core.db import Base
 from accessai.credits.models import CreditTransaction, UserCredits
 from accessai.payments.models import Payment, StripeEvent
@@ -10,6 +11,7 @@ from accessai.users.models import User
 __all__ = [
     "ApiKey",
     "Base",
+    "ChatHold",
     "CreditTransaction",
     "IdempotencyKey",
     "Payment",

@@ -5,6 +5,10 @@ Tokens are HS256 JWTs by default with ``sub`` (user id), ``email``, ``iat``,
 key that signed it; verification accepts the current key and any previous
 keys listed in ``JWT_PREVIOUS_KEYS``, so a secret can be rotated without
 signing everyone out. The algorithm is pinned on decode (no ``alg: none``).
+
+``get_current_user`` accepts either such a token or a personal API key
+(``aai_...``) in ``Authorization: Bearer``; every failure is the same bare
+401 with ``WWW-Authenticate: Bearer``, never saying which check failed.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from accessai.auth import api_keys
 from accessai.core.config import Settings
 from accessai.core.db import SessionDep
 from accessai.core.errors import UnauthorizedError
@@ -77,7 +83,7 @@ def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
             algorithms=[settings.jwt_algorithm],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
-            options={"require": ["sub", "exp", "iat", "iss", "aud", "jti"]},
+            options={"require": ["sub", "email", "exp", "iat", "iss", "aud", "jti"]},
         )
     except jwt.PyJWTError:
         raise UnauthorizedError() from None
@@ -102,16 +108,28 @@ async def get_current_user(
 ) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UnauthorizedError()
-    claims = decode_access_token(settings, credentials.credentials)
-    try:
-        user_id = uuid.UUID(str(claims["sub"]))
-    except ValueError:
-        raise UnauthorizedError() from None
-    user = await session.get(User, user_id)
+    credential = credentials.credentials
+    user: User | None
+    if api_keys.looks_like_api_key(credential):
+        user = await api_keys.authenticate(session, credential)
+    else:
+        user = await _user_from_access_token(session, settings, credential)
     if user is None:
         raise UnauthorizedError()
     bind_request_context(user_id=str(user.id))
     return user
+
+
+async def _user_from_access_token(
+    session: AsyncSession, settings: Settings, token: str
+) -> User | None:
+    claims = decode_access_token(settings, token)
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+    except ValueError:
+        return None
+    # A deleted user's still-unexpired tokens stop working here.
+    return await session.get(User, user_id)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

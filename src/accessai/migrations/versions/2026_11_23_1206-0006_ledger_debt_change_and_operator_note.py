@@ -6,7 +6,7 @@ balance leaves a row whose reference makes a retry a no-op). Operator notes
 get a column of their own instead of being squeezed into reason or reference.
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-23 12:06:12.693647
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Proving who a caller is: Google sign-in, access tokens' companion API keys."""

@@ -30,11 +30,13 @@ from typing import Any
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from accessai.auth.models import ApiKey
 from accessai.core.config import Settings
+from accessai.core.db import create_sessionmaker
 from accessai.core.migrations import alembic_config
-from accessai.main import create_app
+from tests.factories import auth_headers, create_user
 from tests.support.databases import (
     REDIS_TEST_URL,
     engine_for,
@@ -362,20 +364,31 @@ def test_serve_answers_health_with_json_logs_and_stops_on_sigterm(
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def body_reading_route() -> str:
-    """A POST route that takes a JSON body, from the app's own OpenAPI document.
+@pytest.fixture(scope="module")
+async def bearer_token(production_database: str) -> str:
+    """A signed-up user's access token, valid for the servers started here."""
+    engine = engine_for(production_database)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            user = await create_user(session, email=f"drain-{uuid.uuid4().hex[:8]}@example.com")
+    finally:
+        await engine.dispose()
+    settings = make_settings(environment="production", database_url=production_database)
+    return auth_headers(settings, user)["Authorization"]
 
-    FastAPI reads and parses the whole body before it runs any dependency
-    (authentication included), so such a route keeps a request in flight for
-    as long as its body is still arriving, whoever sends it.
-    """
-    spec = create_app(make_settings(database_url="sqlite+aiosqlite://")).openapi()
-    for path, operations in spec["paths"].items():
-        post = operations.get("post", {})
-        if "{" not in path and "application/json" in post.get("requestBody", {}).get("content", {}):
-            return str(path)
-    pytest.skip("the app has no POST route with a JSON body to hold a request in flight")
+
+async def _api_key_names(database_url: str) -> list[str]:
+    engine = engine_for(database_url)
+    try:
+        async with engine.connect() as connection:
+            return list(await connection.scalars(select(ApiKey.name)))
+    finally:
+        await engine.dispose()
+
+
+def api_key_names(database_url: str) -> list[str]:
+    """What the database holds, read from this (synchronous) test with its own loop."""
+    return asyncio.run(_api_key_names(database_url))
 
 
 def read_head(sock: socket.socket) -> bytes:
@@ -391,20 +404,25 @@ def read_head(sock: socket.socket) -> bytes:
 
 @pytest.mark.parametrize("workers", [1, 2], ids=lambda n: f"workers={n}")
 def test_sigterm_lets_an_in_flight_request_finish(
-    body_reading_route: str, start_server: Callable[[int], ServerProcess], workers: int
+    production_database: str,
+    bearer_token: str,
+    start_server: Callable[[int], ServerProcess],
+    workers: int,
 ) -> None:
-    route = body_reading_route
     server = start_server(workers)
     server.wait_until_serving(workers)
 
-    # `{` + spaces + `}` is valid JSON that is incomplete until its last byte.
-    body = b"{" + b" " * 4096 + b"}"
+    # A real write: creating an API key for a signed-up user. The body is held
+    # back by one byte until the server has begun shutting down.
+    name = f"created while draining ({workers} workers)"
+    body = json.dumps({"name": name}).encode()
     request_id = f"in-flight-{uuid.uuid4().hex}"
     with socket.create_connection(("127.0.0.1", server.port), timeout=HTTP_TIMEOUT_SECONDS) as sock:
         sock.sendall(
             (
-                f"POST {route} HTTP/1.1\r\n"
+                "POST /api-keys HTTP/1.1\r\n"
                 f"Host: 127.0.0.1:{server.port}\r\n"
+                f"Authorization: {bearer_token}\r\n"
                 "Content-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n"
                 f"X-Request-ID: {request_id}\r\n"
@@ -436,16 +454,19 @@ def test_sigterm_lets_an_in_flight_request_finish(
         response.begin()
         payload = response.read()  # raises IncompleteRead on a cut-off body
 
-    assert 400 <= response.status < 500
+    assert response.status == 201, payload
     assert response.getheader("x-request-id") == request_id
-    assert json.loads(payload)["error"]
+    created = json.loads(payload)
+    assert created["name"] == name
+    assert created["key"].startswith(created["prefix"])
 
     assert server.wait_exit() == exit_code_after_sigterm(workers)
+    assert name in api_key_names(production_database), "the write was committed"
     lines = server.log_lines()
     (completed,) = [line for line in lines if line.get("request_id") == request_id]
     assert completed["event"] == "request.completed"
-    assert completed["route"] == route
-    assert completed["status"] == response.status
+    assert completed["route"] == "/api-keys"
+    assert completed["status"] == 201
     assert completed["pid"] == waiting["pid"]
     # Logged while the worker was draining, and before its application stopped.
     (stopped,) = [line for line in events(lines, "app.stopped") if line["pid"] == waiting["pid"]]

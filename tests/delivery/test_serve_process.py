@@ -203,13 +203,14 @@ class ServerProcess:
             self._changed.wait_for(ready, timeout=timeout)
         lines = self.log_lines()
         if not matches(lines):
-            pytest.fail(
-                f"server log never showed {what} (exit code {self.process.poll()})\n"
-                + "\n".join(json.dumps(line) for line in lines[-30:])
-                + "\n"
-                + self.stderr()[-3000:]
-            )
+            pytest.fail(f"server log never showed {what}\n{self.tail()}")
         return lines
+
+    def tail(self) -> str:
+        """The end of the output, for failure messages."""
+        with self._changed:
+            stdout, stderr = self._stdout[-40:], self._stderr[-40:]
+        return "\n".join([f"exit code: {self.process.poll()}", *stdout, "--- stderr:", *stderr])
 
     def wait_until_serving(self, workers: int) -> None:
         """Every worker has finished its startup, and the port answers."""
@@ -454,7 +455,7 @@ def test_sigterm_lets_an_in_flight_request_finish(
         response.begin()
         payload = response.read()  # raises IncompleteRead on a cut-off body
 
-    assert response.status == 201, payload
+    assert response.status == 201, f"{payload!r}\n{server.tail()}"
     assert response.getheader("x-request-id") == request_id
     created = json.loads(payload)
     assert created["name"] == name

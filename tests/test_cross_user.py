@@ -19,12 +19,19 @@ from fastapi import FastAPI
 
 from accessai.core.config import Settings
 from accessai.credits import service as credits
+from tests.chat.conftest import MODEL as CHAT_MODEL
+from tests.chat.conftest import chat_settings
 from tests.factories import auth_headers, create_user
+from tests.payments.conftest import stripe_settings
+from tests.support.openai_upstream import OpenAIUpstream
 from tests.support.routes import app_routes, requires_user
 from tests.support.stripe_standin import StripeStandin
 
 ALICE_REFERENCE = "alice-grant-0042"
 ALICE_KEY_NAME = "alice-laptop-key"
+# Alice's AI call has a length nobody else uses, so her usage row is recognisable.
+ALICE_TEXT = ("Alice writes a long and careful note. " * 60)[:1987]
+TEXT = "A short text that is long enough to be summarized by the engine."
 
 
 @dataclass
@@ -54,7 +61,7 @@ def probe(*routes: tuple[str, str]) -> Callable[[Probe], Probe]:
 async def alice_view(world: World) -> dict[str, Any]:
     """Everything Alice can read about herself."""
     view = {}
-    for path in ("/me", "/credits/balance", "/credits/transactions", "/api-keys"):
+    for path in ("/me", "/credits/balance", "/credits/transactions", "/api-keys", "/usage"):
         response = await world.client.get(path, headers=world.alice)
         assert response.status_code == 200, (path, response.text)
         view[path] = response.json()
@@ -69,9 +76,14 @@ async def alice_view(world: World) -> dict[str, Any]:
     ("GET", "/credits/transactions"),
     ("GET", "/api-keys"),
     ("GET", "/payments/history"),
+    ("GET", "/usage"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model_id}"),
 )
 async def bob_reads_only_his_own(world: World, method: str, path: str) -> None:
-    response = await world.client.request(method, path, headers=world.bob)
+    response = await world.client.request(
+        method, path.format(model_id=CHAT_MODEL), headers=world.bob
+    )
     assert response.status_code == 200, response.text
     for secret in world.alice_secrets:
         assert secret not in response.text, f"{path} shows Bob {secret!r}"
@@ -96,9 +108,25 @@ async def bob_cannot_revoke_alices_key(world: World, method: str, path: str) -> 
     assert still_works.status_code == 200
 
 
-@probe(("POST", "/api-keys"), ("POST", "/payments/checkout"))
+@probe(
+    ("POST", "/api-keys"),
+    ("POST", "/payments/checkout"),
+    ("POST", "/api/summarize"),
+    ("POST", "/api/analyze"),
+    ("POST", "/v1/chat/completions"),
+)
 async def bob_creating_changes_only_his_account(world: World, method: str, path: str) -> None:
-    bodies = {"/api-keys": {"name": "bob-key"}, "/payments/checkout": {"package": "starter"}}
+    """Bob's own writes (keys, purchases, paid AI calls) touch nothing of Alice's."""
+    bodies = {
+        "/api-keys": {"name": "bob-key"},
+        "/payments/checkout": {"package": "starter"},
+        "/api/summarize": {"text": TEXT},
+        "/api/analyze": {"text": TEXT},
+        "/v1/chat/completions": {
+            "model": CHAT_MODEL,
+            "messages": [{"role": "user", "content": TEXT}],
+        },
+    }
     before = await alice_view(world)
     response = await world.client.request(method, path, headers=world.bob, json=bodies[path])
     assert response.status_code in (200, 201), response.text
@@ -108,11 +136,15 @@ async def bob_creating_changes_only_his_account(world: World, method: str, path:
 
 
 @pytest.fixture
-def settings(settings_factory: Callable[..., Settings], stripe_standin: StripeStandin) -> Settings:
-    return settings_factory(
-        stripe_secret_key=stripe_standin.api_key,
-        stripe_webhook_secret="whsec_cross_user_0123456789",
-        stripe_api_base=stripe_standin.api_base,
+def settings(
+    settings_factory: Callable[..., Settings],
+    stripe_standin: StripeStandin,
+    openai_upstream: OpenAIUpstream,
+) -> Settings:
+    return chat_settings(
+        settings_factory,
+        openai_upstream.base_url,
+        **stripe_settings(stripe_standin),
         rate_limit_enabled=False,
     )
 
@@ -120,7 +152,7 @@ def settings(settings_factory: Callable[..., Settings], stripe_standin: StripeSt
 @pytest.fixture
 async def world(app: FastAPI, client: httpx.AsyncClient, session, settings: Settings) -> World:
     alice_user = await create_user(session, email="alice-cross@example.com", credits=100)
-    bob_user = await create_user(session, email="bob-cross@example.com", credits=100)
+    bob_user = await create_user(session, email="bob-cross@example.com", credits=1000)
     await credits.add_credits(session, alice_user.id, 7, "admin_grant", reference=ALICE_REFERENCE)
     await session.commit()
     alice = auth_headers(settings, alice_user)
@@ -128,6 +160,8 @@ async def world(app: FastAPI, client: httpx.AsyncClient, session, settings: Sett
     assert key.status_code == 201, key.text
     checkout = await client.post("/payments/checkout", headers=alice, json={"package": "pro"})
     assert checkout.status_code == 200, checkout.text
+    summary = await client.post("/api/summarize", headers=alice, json={"text": ALICE_TEXT})
+    assert summary.status_code == 200, summary.text
     return World(
         client=client,
         alice=alice,
@@ -142,6 +176,7 @@ async def world(app: FastAPI, client: httpx.AsyncClient, session, settings: Sett
             key.json()["id"],
             key.json()["prefix"],
             checkout.json()["session_id"],
+            f'"input_chars":{len(ALICE_TEXT)}',
         ],
     )
 

@@ -27,7 +27,7 @@ CHECKLIST = Path(__file__).resolve().parents[1] / "docs" / "SECURITY-CHECKLIST.m
 COLUMNS = ["method", "path", "auth", "input", "errors safe", "logged", "rate limit", "notes"]
 
 # Path prefix -> the limit every route under it must carry.
-REQUIRED_LIMITS = {"/auth/": "auth (ip)", "/api/": "ai (user)"}
+REQUIRED_LIMITS = {"/auth/": "auth (ip)", "/api/": "ai (user)", "/v1/chat/": "ai (user)"}
 
 
 def checklist_rows() -> dict[tuple[str, str], dict[str, str]]:

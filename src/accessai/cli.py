@@ -28,6 +28,13 @@ from accessai.users import service as users
 T = TypeVar("T")
 log = get_logger("accessai.cli")
 
+# How long a worker may take to answer the supervisor's liveness ping before it
+# is killed and replaced (uvicorn's default is 5 s). A new worker answers only
+# after it has imported the app, which takes longer than 5 s on a CPU-starved
+# host (a cold Cloud Run start, a busy CI machine, no precompiled bytecode), so
+# 5 s can hold every worker in a kill-and-respawn loop for minutes.
+WORKER_HEALTHCHECK_TIMEOUT_SECONDS = 30
+
 app = typer.Typer(
     name="accessai",
     help="AccessAI: sell AI features on prepaid credits.",
@@ -126,11 +133,7 @@ def _run_uvicorn(
         log_config=None,  # our logging configuration, set in create_app
         access_log=False,  # one structured line per request comes from our middleware
         timeout_graceful_shutdown=30,
-        # A worker answers the supervisor's health pings only once its imports
-        # are done; on a busy 2-core machine (or a throttled container) that
-        # takes longer than uvicorn's 5 s default, and the worker would be
-        # killed and respawned forever.
-        timeout_worker_healthcheck=60,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_SECONDS,
         server_header=False,
     )
 

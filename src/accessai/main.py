@@ -5,18 +5,26 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from accessai import __version__
+from accessai.ai.engines.factory import build_engine
+from accessai.ai.router import router as ai_router
+from accessai.ai.service import release_stale_reservations
 from accessai.auth import router as auth_router
 from accessai.auth.oidc import create_oidc_client, session_middleware_options
+from accessai.chat import router as chat_router
+from accessai.chat.errors import OPENAI_PATH_PREFIX, render_openai_error
+from accessai.chat.runtime import chat_runtime
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker
-from accessai.core.errors import install_error_handlers
+from accessai.core.errors import add_error_renderer, install_error_handlers
 from accessai.core.redis import create_redis
 from accessai.credits.router import router as credits_router
 from accessai.hardening.body_limit import BodySizeLimitMiddleware
@@ -52,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Every resource is opened here, never at import time, and closed in
+        # reverse order by the exit stack, so tests can point each elsewhere.
         async with AsyncExitStack() as resources:
             engine = create_engine(
                 settings.database_url,
@@ -62,23 +72,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resources.push_async_callback(engine.dispose)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
-
+            app.state.started_at = time.monotonic()
             app.state.redis = None
             if settings.redis_url is not None:
                 app.state.redis = create_redis(settings.redis_url)
                 resources.push_async_callback(app.state.redis.aclose)
             app.state.rate_limiter = create_rate_limiter(settings, app.state.redis)
             app.state.oidc = create_oidc_client(settings)  # None when sign-in is not configured
+            ai_engine = build_engine(settings)
+            resources.push_async_callback(ai_engine.aclose)
+            app.state.ai_engine = ai_engine
             # stripe.StripeClient when STRIPE_SECRET_KEY is set, else None.
             app.state.stripe_client = await resources.enter_async_context(
                 stripe_gateway.open_client(settings)
             )
-
-            app.state.started_at = time.monotonic()
+            app.state.chat = await resources.enter_async_context(
+                chat_runtime(settings, app.state.sessionmaker)
+            )
+            await _sweep_reservations(app, settings)
             log.info(
                 "app.started",
                 environment=settings.environment,
                 version=__version__,
+                ai_engine=ai_engine.name,
                 redis=settings.redis_url is not None,
                 stripe=settings.stripe_configured,
             )
@@ -97,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
 
     install_error_handlers(app)
+    add_error_renderer(app, OPENAI_PATH_PREFIX, render_openai_error)
     install_docs(app)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
@@ -104,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router.router)
     app.include_router(credits_router)
     app.include_router(payments_router)
+    app.include_router(ai_router)
+    app.include_router(chat_router.router)
 
     # Middleware, innermost first (each add_middleware wraps the ones before):
     #   RequestContext > ProxyHeaders > SecurityHeaders > CORS > Prometheus
@@ -142,3 +161,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+async def _sweep_reservations(app: FastAPI, settings: Settings) -> None:
+    """Refund AI reservations left pending by a process that died mid-request."""
+    try:
+        await release_stale_reservations(
+            app.state.sessionmaker,
+            older_than=timedelta(minutes=settings.ai_stale_reservation_minutes),
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
+    except (SQLAlchemyError, OSError) as error:
+        # Not fatal: the schema may not be migrated yet (production migrates
+        # as its own step), or the database is unreachable for now (the app
+        # must still start, so /health can say so instead of a crash loop);
+        # the next start sweeps again.
+        log.warning("ai.sweep_skipped", error=repr(error))

@@ -47,7 +47,8 @@ def test_missing_required_secret_in_production_names_it(
 def test_env_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text(
-        "AI_ENGINE=openai\nCORS_ORIGINS=https://a.example, https://b.example/\n"
+        "AI_ENGINE=openai\nOPENAI_API_KEY=sk-from-env-file\n"
+        "CORS_ORIGINS=https://a.example, https://b.example/\n"
     )
     settings = load_settings()
     assert settings.ai_engine == "openai"

@@ -152,19 +152,23 @@ def test_metrics_sum_the_requests_of_both_workers(server: tuple[str, Path]) -> N
         assert not re.search(r"accessai_http_requests_total\{[^}]*pid=", text)
 
 
-def test_serve_makes_a_private_directory_for_several_workers(monkeypatch, tmp_path) -> None:
+def test_serve_makes_a_private_directory_for_several_workers(monkeypatch) -> None:
     monkeypatch.delenv(MULTIPROCESS_ENV, raising=False)
     assert prepare_for_workers(1) is None
     assert MULTIPROCESS_ENV not in os.environ
 
     directory = prepare_for_workers(2)
-    assert directory is not None
-    # Exported for the workers, which inherit the environment.
-    assert os.environ[MULTIPROCESS_ENV] == directory
-    assert Path(directory).is_dir()
-    assert list(Path(directory).iterdir()) == []
-    monkeypatch.delenv(MULTIPROCESS_ENV)
-    Path(directory).rmdir()
+    try:
+        assert directory is not None
+        # Exported for the workers, which inherit the environment.
+        assert os.environ[MULTIPROCESS_ENV] == directory
+        assert Path(directory).is_dir()
+        assert list(Path(directory).iterdir()) == []
+    finally:
+        # Not monkeypatch: it would restore the variable, pointing at a removed directory.
+        os.environ.pop(MULTIPROCESS_ENV, None)
+        if directory is not None:
+            Path(directory).rmdir()
 
 
 def test_a_given_directory_is_emptied_of_old_samples(monkeypatch, tmp_path) -> None:

@@ -12,7 +12,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A public placeholder, not a secret: it lets a laptop run with no setup and is
@@ -30,6 +38,33 @@ class CreditPackage(BaseModel):
     credits: int = Field(gt=0)
     price_cents: int = Field(gt=0)
     name: str
+
+
+class ChatModel(BaseModel):
+    """One entry of the chat price book: integer credits per 1,000 tokens.
+
+    A request costs ``ceil((prompt_tokens * prompt_credits_per_1k +
+    completion_tokens * completion_credits_per_1k) / 1000)`` credits.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_credits_per_1k: int = Field(ge=0)
+    completion_credits_per_1k: int = Field(ge=0)
+    # The provider's name for the model; default: the public id (the key).
+    upstream_model: str | None = None
+    # Per-model output cap; default: CHAT_MAX_TOKENS_CAP.
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    # Some servers only know the older "max_tokens"; OpenAI's reasoning
+    # models refuse it.
+    token_limit_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"  # noqa: S105 - a field name
+
+
+DEFAULT_CHAT_MODELS: dict[str, ChatModel] = {
+    "gpt-4o-mini": ChatModel(
+        prompt_credits_per_1k=1, completion_credits_per_1k=4, upstream_model="gpt-4o-mini"
+    ),
+}
 
 
 DEFAULT_PACKAGES: dict[str, CreditPackage] = {
@@ -132,6 +167,25 @@ class Settings(BaseSettings):
     price_summarize: int = Field(default=10, gt=0)
     price_analyze: int = Field(default=25, gt=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+    # A reservation still pending after this long belongs to a request that
+    # died mid-flight (crash, deploy); the start-up sweep refunds it. Must be
+    # longer than the slowest possible engine call.
+    ai_stale_reservation_minutes: int = Field(default=15, ge=1)
+
+    # --- Chat (/v1/chat/completions, priced by tokens) -----------------------
+    # The price book, as JSON: {"model-id": {"prompt_credits_per_1k": 1, ...}}.
+    chat_models: dict[str, ChatModel] = Field(default_factory=lambda: dict(DEFAULT_CHAT_MODELS))
+    # The most completion tokens one request may ask for (and be held for).
+    chat_max_tokens_cap: int = Field(default=4096, gt=0)
+    # Extra share added to the tokenizer's prompt count when holding credits,
+    # because the provider's tokenizer may count more than ours does.
+    chat_prompt_margin_percent: int = Field(default=25, ge=0, le=1000)
+    # A stream is cut (and charged for what it produced) after this long.
+    chat_max_duration_seconds: float = Field(default=600.0, gt=0)
+    # A hold still open this long after it was taken belongs to a crashed
+    # process: the sweep releases it in full.
+    chat_hold_timeout_seconds: float = Field(default=900.0, gt=0)
+    chat_sweep_interval_seconds: float = Field(default=60.0, gt=0)
 
     # --- Abuse limits --------------------------------------------------------
     # limits' notation: "20/minute", "5/second;100/hour". Off only for benchmarks.
@@ -187,6 +241,25 @@ class Settings(BaseSettings):
             raise ValueError("use a postgresql+asyncpg:// or sqlite+aiosqlite:/// URL")
         return value
 
+    @field_validator("chat_models")
+    @classmethod
+    def _some_chat_model(cls, value: dict[str, ChatModel]) -> dict[str, ChatModel]:
+        if not value:
+            raise ValueError("offer at least one model")
+        for name in value:
+            if not name or len(name) > 128 or name != name.strip():
+                raise ValueError(f"invalid model id {name!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _holds_outlive_requests(self) -> Settings:
+        # The sweep must never release the hold of a request still running.
+        if self.chat_hold_timeout_seconds < self.chat_max_duration_seconds + 60:
+            raise ValueError(
+                "CHAT_HOLD_TIMEOUT_SECONDS must be at least CHAT_MAX_DURATION_SECONDS + 60"
+            )
+        return self
+
     @model_validator(mode="after")
     def _refuse_development_secret(self) -> Settings:
         if self.environment != "development":
@@ -198,6 +271,24 @@ class Settings(BaseSettings):
                 )
             if len(secret) < 32:
                 raise ValueError("JWT_SECRET: use at least 32 characters outside development")
+        return self
+
+    @model_validator(mode="after")
+    def _openai_engine_needs_a_key(self) -> Settings:
+        if self.ai_engine == "openai":
+            key = self.openai_api_key.get_secret_value() if self.openai_api_key else ""
+            if not key.strip():
+                raise ValueError(
+                    "OPENAI_API_KEY: required when AI_ENGINE=openai (servers that ignore "
+                    "it, like Ollama or vLLM, accept any placeholder such as 'unused')"
+                )
+        # The sweep must never refund a call that is still running.
+        longest_call = self.openai_timeout_seconds * (self.openai_max_retries + 1)
+        if self.ai_stale_reservation_minutes * 60 <= longest_call:
+            raise ValueError(
+                "AI_STALE_RESERVATION_MINUTES: must be longer than OPENAI_TIMEOUT_SECONDS "
+                f"x (OPENAI_MAX_RETRIES + 1) = {longest_call:g} seconds"
+            )
         return self
 
     # --- Derived values ------------------------------------------------------
@@ -224,6 +315,10 @@ class Settings(BaseSettings):
     @property
     def stripe_configured(self) -> bool:
         return self.stripe_secret_key is not None
+
+    @property
+    def chat_configured(self) -> bool:
+        return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
 
 
 def describe_validation_error(error: ValidationError) -> str:

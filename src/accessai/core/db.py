@@ -128,3 +128,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # is sent, so a client never sees success for a transaction that failed to
 # commit. (FastAPI's default runs yield-dependency exits after sending.)
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+    """The app's session factory, for code that runs several short transactions.
+
+    The exception to "the request's session owns the transaction": a flow
+    that must not hold a transaction across a slow call (the AI endpoints
+    around an engine call, streaming bodies) opens its own with
+    ``async with factory.begin() as session:``.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]

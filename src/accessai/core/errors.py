@@ -8,11 +8,12 @@ request id, never a stack trace.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accessai.observability.logging import bind_request_context
@@ -99,6 +100,26 @@ class UpstreamTimeoutError(AppError):
 
 # --- Rendering ---------------------------------------------------------------
 
+ErrorRenderer = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def add_error_renderer(app: FastAPI, path_prefix: str, renderer: ErrorRenderer) -> None:
+    """Render errors of requests under ``path_prefix`` with ``renderer`` instead.
+
+    For API surfaces whose clients expect another shape: the OpenAI-compatible
+    ``/v1/`` routes answer in OpenAI's error shape, which the official SDKs parse.
+    """
+    renderers: list[tuple[str, ErrorRenderer]] = getattr(app.state, "error_renderers", [])
+    app.state.error_renderers = [*renderers, (path_prefix, renderer)]
+
+
+def _renderer_for(request: Request) -> ErrorRenderer | None:
+    for prefix, renderer in getattr(request.app.state, "error_renderers", ()):
+        if request.url.path.startswith(prefix):
+            return renderer  # type: ignore[no-any-return]
+    return None
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -112,17 +133,21 @@ _HTTP_CODES = {
 }
 
 
-async def _app_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def _app_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     # The request's log line names the error it ended with.
     bind_request_context(error_code=exc.code)
+    if (renderer := _renderer_for(request)) is not None:
+        return await renderer(request, exc)
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
-async def _http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     bind_request_context(error_code=code)
+    if (renderer := _renderer_for(request)) is not None:
+        return await renderer(request, exc)
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
     return JSONResponse(
         {"error": code, "message": message},
@@ -131,16 +156,18 @@ async def _http_error_handler(_request: Request, exc: Exception) -> JSONResponse
     )
 
 
-def _describe(error: dict[str, Any]) -> dict[str, str]:
+def describe_validation_error(error: dict[str, Any]) -> dict[str, str]:
     # Never echo the rejected input: it may be a secret or a huge body.
     location = [str(part) for part in error.get("loc", ()) if part != "body"]
     return {"field": ".".join(location) or "body", "message": str(error.get("msg", "invalid"))}
 
 
-async def _validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    details = [_describe(dict(error)) for error in exc.errors()]
     bind_request_context(error_code="validation_error")
+    if (renderer := _renderer_for(request)) is not None:
+        return await renderer(request, exc)
+    details = [describe_validation_error(dict(error)) for error in exc.errors()]
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
     return JSONResponse(
         {"error": "validation_error", "message": summary or "Invalid request.", "details": details},

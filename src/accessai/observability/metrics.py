@@ -117,6 +117,11 @@ def record_webhook_event(event_type: str, outcome: str) -> None:
     WEBHOOK_EVENTS.labels(type=event_type, outcome=outcome).inc()
 
 
+def observe_ai_engine(engine: str, operation: str, seconds: float) -> None:
+    """One engine call took ``seconds`` (for calls not timed by ``ai_engine_call``)."""
+    AI_ENGINE_DURATION.labels(engine=engine, operation=operation).observe(seconds)
+
+
 def record_ai_engine_failure(engine: str, operation: str, kind: str) -> None:
     AI_ENGINE_FAILURES.labels(engine=engine, operation=operation, kind=kind).inc()
 
@@ -152,9 +157,7 @@ def ai_engine_call(engine: str, operation: str) -> Iterator[None]:
         record_ai_engine_failure(engine, operation, failure_kind(error))
         raise
     finally:
-        AI_ENGINE_DURATION.labels(engine=engine, operation=operation).observe(
-            time.perf_counter() - started
-        )
+        observe_ai_engine(engine, operation, time.perf_counter() - started)
 
 
 def instrument(app: FastAPI) -> None:

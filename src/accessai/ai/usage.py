@@ -1,0 +1,216 @@
+"""The usage log: writing one row per AI request, and reading a user's rows and totals.
+
+A row is written when the request reserves its credits (outcome
+``pending``, ``credits_charged`` = the reserved amount) and settled exactly
+once afterwards: by the request itself, or by the start-up sweep when the
+request died. Settling is a conditional ``UPDATE ... WHERE outcome =
+'pending'``, so the request and the sweep can never both settle a row.
+
+Functions here ``flush()`` inside the caller's transaction and never commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from accessai.ai.engines.base import EngineUsage
+from accessai.ai.models import UsageRecord
+from accessai.core.db import utcnow
+
+PENDING = "pending"
+SUCCESS = "success"
+ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePage:
+    items: list[UsageRecord]
+    next_before_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    requests: int
+    credits: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    overall: Totals
+    per_day: list[tuple[date, Totals]]  # oldest first
+    per_endpoint: list[tuple[str, Totals]]  # by endpoint name
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReservation:
+    usage_id: int
+    user_id: uuid.UUID
+    credits: int
+
+
+async def start(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    endpoint: str,
+    engine: str,
+    model: str | None,
+    input_chars: int,
+    reserved: int,
+    request_id: str | None,
+) -> int:
+    """Insert a pending row for a request that is reserving ``reserved`` credits."""
+    usage_id = await session.scalar(
+        insert(UsageRecord)
+        .values(
+            user_id=user_id,
+            endpoint=endpoint,
+            engine=engine,
+            model=model,
+            input_chars=input_chars,
+            credits_charged=reserved,
+            latency_ms=0,
+            outcome=PENDING,
+            request_id=request_id,
+            created_at=utcnow(),
+        )
+        .returning(UsageRecord.id)
+    )
+    assert usage_id is not None
+    return int(usage_id)
+
+
+async def record_refusal(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    endpoint: str,
+    engine: str,
+    model: str | None,
+    input_chars: int,
+    outcome: str,
+    request_id: str | None,
+) -> None:
+    """Log a request refused before any credits moved (insufficient credits, on hold)."""
+    await session.execute(
+        insert(UsageRecord).values(
+            user_id=user_id,
+            endpoint=endpoint,
+            engine=engine,
+            model=model,
+            input_chars=input_chars,
+            credits_charged=0,
+            latency_ms=0,
+            outcome=outcome,
+            request_id=request_id,
+            created_at=utcnow(),
+        )
+    )
+
+
+async def settle(
+    session: AsyncSession,
+    usage_id: int,
+    *,
+    outcome: str,
+    credits_charged: int,
+    latency_ms: int | None = None,
+    model: str | None = None,
+    tokens: EngineUsage | None = None,
+) -> bool:
+    """Move a pending row to its final outcome; False when it was already settled."""
+    values: dict[str, Any] = {"outcome": outcome[:32], "credits_charged": credits_charged}
+    if latency_ms is not None:
+        values["latency_ms"] = latency_ms
+    if model:
+        values["model"] = model[:128]
+    if tokens is not None:
+        values["prompt_tokens"] = tokens.prompt_tokens
+        values["completion_tokens"] = tokens.completion_tokens
+    settled = await session.scalar(
+        update(UsageRecord)
+        .where(UsageRecord.id == usage_id, UsageRecord.outcome == PENDING)
+        .values(**values)
+        .returning(UsageRecord.id)
+        .execution_options(synchronize_session=False)
+    )
+    return settled is not None
+
+
+async def find_pending(
+    session: AsyncSession, *, created_before: datetime, limit: int
+) -> list[PendingReservation]:
+    """Reservations still pending that were made before ``created_before``, oldest first."""
+    rows = await session.execute(
+        select(UsageRecord.id, UsageRecord.user_id, UsageRecord.credits_charged)
+        .where(UsageRecord.outcome == PENDING, UsageRecord.created_at < created_before)
+        .order_by(UsageRecord.created_at, UsageRecord.id)
+        .limit(limit)
+    )
+    return [PendingReservation(usage_id, user_id, credits) for usage_id, user_id, credits in rows]
+
+
+async def list_usage(
+    session: AsyncSession, user_id: uuid.UUID, *, limit: int, before_id: int | None = None
+) -> UsagePage:
+    """One newest-first page of the user's rows, strictly older than ``before_id``."""
+    statement = select(UsageRecord).where(UsageRecord.user_id == user_id)
+    if before_id is not None:
+        statement = statement.where(UsageRecord.id < before_id)
+    rows = list(await session.scalars(statement.order_by(UsageRecord.id.desc()).limit(limit + 1)))
+    items = rows[:limit]
+    return UsagePage(items=items, next_before_id=items[-1].id if len(rows) > limit else None)
+
+
+async def totals(session: AsyncSession, user_id: uuid.UUID, *, since: datetime) -> UsageTotals:
+    """Request counts and credits charged since ``since``, per UTC day and per endpoint."""
+    in_window = (UsageRecord.user_id == user_id, UsageRecord.created_at >= since)
+    day = _utc_day(session)
+    per_day_rows = await session.execute(
+        select(day, func.count(), func.coalesce(func.sum(UsageRecord.credits_charged), 0))
+        .where(*in_window)
+        .group_by(day)
+        .order_by(day)
+    )
+    per_day = [
+        (_as_date(value), Totals(int(n), int(credits))) for value, n, credits in per_day_rows
+    ]
+    per_endpoint_rows = await session.execute(
+        select(
+            UsageRecord.endpoint,
+            func.count(),
+            func.coalesce(func.sum(UsageRecord.credits_charged), 0),
+        )
+        .where(*in_window)
+        .group_by(UsageRecord.endpoint)
+        .order_by(UsageRecord.endpoint)
+    )
+    per_endpoint = [(name, Totals(int(n), int(credits))) for name, n, credits in per_endpoint_rows]
+    overall = Totals(
+        requests=sum(t.requests for _, t in per_endpoint),
+        credits=sum(t.credits for _, t in per_endpoint),
+    )
+    return UsageTotals(overall=overall, per_day=per_day, per_endpoint=per_endpoint)
+
+
+def _utc_day(session: AsyncSession) -> Any:
+    """The UTC calendar day of ``created_at``, computed by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        # timestamptz -> timestamp in UTC, whatever the connection's TimeZone.
+        return func.date(func.timezone("UTC", UsageRecord.created_at)).label("day")
+    # SQLite stores the UTC timestamp as ISO text: its first ten characters are the day.
+    return func.date(UsageRecord.created_at).label("day")
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))

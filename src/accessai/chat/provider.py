@@ -1,0 +1,146 @@
+"""The LLM provider behind chat: any OpenAI-compatible API, through the official SDK.
+
+The client is created once in the app's lifespan (``ChatProvider.from_settings``)
+and closed at shutdown. Retries are off: a retried request could be billed by
+the provider twice while we charge once, and the caller decides anyway.
+
+Every provider failure becomes one of the AI engines' errors, with a message
+fit for an API client: the provider's HTTP status at most, never its own
+error text (it may quote our key) or a stack trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import httpx2
+import openai
+from openai import AsyncOpenAI, AsyncStream, omit
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
+
+from accessai.ai.engines.base import (
+    EngineResponseError,
+    EngineTimeoutError,
+    EngineUnavailableError,
+)
+from accessai.core.config import Settings
+from accessai.core.errors import AppError
+from accessai.observability.logging import get_logger
+
+log = get_logger("accessai.chat.provider")
+
+ENGINE_NAME = "openai"  # recorded in the usage log
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One chat request as the provider will receive it."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    limit_field: str  # "max_completion_tokens" or "max_tokens"
+    max_output_tokens: int
+    # temperature, top_p, stop, seed... exactly as the client sent them.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class ChatProvider:
+    def __init__(self, client: AsyncOpenAI, *, timeout_seconds: float) -> None:
+        self._client = client
+        self.timeout_seconds = timeout_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChatProvider | None:
+        """The provider, or None when OPENAI_API_KEY is not set."""
+        if not settings.chat_configured:
+            return None
+        assert settings.openai_api_key is not None
+        client = AsyncOpenAI(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key.get_secret_value(),
+            timeout=settings.openai_timeout_seconds,
+            max_retries=0,
+        )
+        return cls(client, timeout_seconds=settings.openai_timeout_seconds)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def complete(self, request: UpstreamRequest) -> ChatCompletion:
+        with self.errors():
+            completion: ChatCompletion = await self._client.chat.completions.create(
+                **self._arguments(request), stream=False
+            )
+            return completion
+
+    async def open_stream(self, request: UpstreamRequest) -> AsyncStream[ChatCompletionChunk]:
+        """Returns once the provider has answered with its headers (or raises)."""
+        with self.errors():
+            stream: AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
+                **self._arguments(request),
+                stream=True,
+                # Usage on the last chunk: what makes the charge exact.
+                stream_options={"include_usage": True},
+            )
+            return stream
+
+    def _arguments(self, request: UpstreamRequest) -> dict[str, Any]:
+        limit = request.max_output_tokens
+        uses_max_tokens = request.limit_field == "max_tokens"
+        return {
+            "model": request.model,
+            "messages": cast("list[ChatCompletionMessageParam]", request.messages),
+            "max_tokens": limit if uses_max_tokens else omit,
+            "max_completion_tokens": omit if uses_max_tokens else limit,
+            **request.options,
+        }
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn SDK and transport failures into engine errors."""
+        try:
+            yield
+        except openai.OpenAIError as exc:
+            raise self.translate(exc) from exc
+
+    def translate(self, exc: openai.OpenAIError) -> AppError:
+        """The client-facing error for a provider failure (before or during a stream)."""
+        if isinstance(exc, openai.APITimeoutError):
+            return EngineTimeoutError(
+                f"The AI provider did not answer within {self.timeout_seconds:g} seconds."
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            if isinstance(exc.__cause__, httpx2.ConnectError):  # refused, DNS, unreachable
+                return EngineUnavailableError("The AI provider could not be reached.")
+            return EngineResponseError(
+                "The connection to the AI provider broke before a complete answer."
+            )
+        if isinstance(exc, openai.APIStatusError):
+            # The provider's own message stays in our logs: it may quote the key.
+            log.warning(
+                "chat.provider_error",
+                status=exc.status_code,
+                error_code=exc.code,
+                error_type=exc.type,
+                provider_request_id=exc.request_id,
+            )
+            return EngineResponseError(_status_message(exc.status_code))
+        if isinstance(exc, openai.APIError):  # an in-stream error event
+            log.warning("chat.provider_stream_error", error_code=exc.code, error_type=exc.type)
+            return EngineResponseError("The AI provider reported an error mid-answer.")
+        return EngineResponseError("The AI provider returned a malformed response.")
+
+
+def _status_message(status: int) -> str:
+    if status in (401, 403):
+        reason = "it refused the configured credentials"
+    elif status == 429:
+        reason = "it is rate limiting us or the quota is exhausted"
+    elif status >= 500:
+        reason = "it failed internally"
+    else:
+        reason = "it rejected the request"
+    return f"The AI provider answered with HTTP {status}: {reason}."

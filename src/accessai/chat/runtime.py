@@ -1,0 +1,65 @@
+"""Chat's long-lived resources: the provider client, the tokenizer and the hold sweep.
+
+Entered from the app's lifespan. The sweep releases holds that crashed
+processes left open: once at start-up, then every
+CHAT_SWEEP_INTERVAL_SECONDS until shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from accessai.chat.provider import ChatProvider
+from accessai.chat.service import ChatService
+from accessai.chat.tokenizer import Tokenizer, load_tokenizer
+from accessai.core.config import Settings
+from accessai.observability.logging import get_logger
+
+log = get_logger("accessai.chat")
+
+
+@asynccontextmanager
+async def chat_runtime(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[ChatService]:
+    provider = ChatProvider.from_settings(settings)
+    tokenizer: Tokenizer | None = None
+    if provider is not None:
+        tokenizer = await anyio.to_thread.run_sync(load_tokenizer)
+    service = ChatService(
+        settings=settings, sessionmaker=sessionmaker, provider=provider, tokenizer=tokenizer
+    )
+    log.info("chat.ready", configured=provider is not None, models=len(settings.chat_models))
+    await sweep_once(service, settings)
+    sweeper = asyncio.create_task(_sweep_forever(service, settings), name="chat-hold-sweep")
+    try:
+        yield service
+    finally:
+        sweeper.cancel()
+        with suppress(asyncio.CancelledError):
+            await sweeper
+        if provider is not None:
+            await provider.aclose()
+
+
+async def sweep_once(service: ChatService, settings: Settings) -> int:
+    """Release stale holds; a failure is logged, never raised (the next sweep retries)."""
+    try:
+        released = await service.sweep(older_than_seconds=settings.chat_hold_timeout_seconds)
+    except Exception:
+        log.exception("chat.sweep_failed")
+        return 0
+    if released:
+        log.warning("chat.sweep_released", holds=released)
+    return released
+
+
+async def _sweep_forever(service: ChatService, settings: Settings) -> None:
+    while True:
+        await asyncio.sleep(settings.chat_sweep_interval_seconds)
+        await sweep_once(service, settings)

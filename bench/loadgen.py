@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -23,7 +24,7 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     """Nearest-rank percentile of an ascending list (0.0 when empty)."""
     if not sorted_values:
         return 0.0
-    rank = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values) + 0.5) - 1))
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(fraction * len(sorted_values)) - 1))
     return sorted_values[rank]
 
 
@@ -46,9 +47,7 @@ def summarize(latencies_ms: list[float], errors: int, elapsed_s: float) -> dict[
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
     url: str = spec["url"]
     method: str = spec.get("method", "GET")
-    body: bytes | None = (
-        json.dumps(spec["json"]).encode() if spec.get("json") is not None else None
-    )
+    body: bytes | None = json.dumps(spec["json"]).encode() if spec.get("json") is not None else None
     header_sets: list[dict[str, str]] = spec.get("headers") or [{}]
     if body is not None:
         header_sets = [{**h, "Content-Type": "application/json"} for h in header_sets]

@@ -40,7 +40,7 @@ WITH usage AS (
     INSERT INTO usage_records
         (user_id, endpoint, engine, model, input_chars, credits_charged, latency_ms, outcome,
          created_at)
-    VALUES ($1, 'analyze', 'local', NULL, $3, $2, 0, 'pending', now())
+    VALUES ($1, 'analyze', 'ceiling', NULL, $3, $2, 0, 'pending', now())
     RETURNING id
 ), debit AS (
     UPDATE user_credits SET balance = balance - $2, updated_at = now()

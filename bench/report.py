@@ -84,14 +84,18 @@ def derive(scenarios: dict[str, Result]) -> dict[str, Any]:
         share = _ratio(metered["rps"], ceiling["rps"]) if ceiling else None
         derived["ratios"][workers] = {
             "metered_vs_ceiling_rps": share,
-            "metered_vs_baseline_rps": _ratio(metered["rps"], baseline["rps"]) if baseline else None,
+            "metered_vs_baseline_rps": _ratio(metered["rps"], baseline["rps"])
+            if baseline
+            else None,
             "ceiling_vs_baseline_rps": (
                 _ratio(ceiling["rps"], baseline["rps"]) if ceiling and baseline else None
             ),
         }
         hot = scenarios.get(f"hot_user@{workers}")
         if hot:
-            derived["ratios"][workers]["hot_user_vs_metered_rps"] = _ratio(hot["rps"], metered["rps"])
+            derived["ratios"][workers]["hot_user_vs_metered_rps"] = _ratio(
+                hot["rps"], metered["rps"]
+            )
         derived["targets"][f"metered_at_least_60pct_of_ceiling@{workers}"] = {
             "value": share,
             "target": METERED_MIN_SHARE_OF_CEILING,

@@ -83,7 +83,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
     """Poll ``url`` until it answers at all (any HTTP status); fail if the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -271,7 +271,7 @@ async def ledger_check(dsn: str) -> dict[str, Any]:
             """
         )
         pending = await connection.fetchval(
-            "SELECT count(*) FROM usage_records WHERE outcome = 'pending' AND engine <> 'local'"
+            "SELECT count(*) FROM usage_records WHERE outcome = 'pending' AND engine <> 'ceiling'"
         )
         version = await connection.fetchval("SELECT current_setting('server_version')")
         rows = await connection.fetchval("SELECT count(*) FROM credit_transactions")
@@ -552,7 +552,9 @@ def single_worker_plan(
 def parse(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 s scenarios, 50,000 history rows")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="the N of N workers")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 2, help="the N of N workers"
+    )
     parser.add_argument("--duration", type=float, help="seconds per scenario (default 8, quick 2)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--hot-concurrency", type=int, default=64)
@@ -581,6 +583,8 @@ def main(argv: list[str] | None = None) -> None:
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     report.chart(result, options.output / f"{stem}.png")
     if options.write_doc:
-        report.update_performance_doc(ROOT / "docs" / "PERFORMANCE.md", report.markdown_table(result))
+        report.update_performance_doc(
+            ROOT / "docs" / "PERFORMANCE.md", report.markdown_table(result)
+        )
     print(json.dumps(result["derived"], indent=2))
     print(f"wrote {json_path}", file=sys.stderr)

@@ -107,6 +107,10 @@ def serve(
         log_config=None,  # our logging configuration, set in create_app
         access_log=False,  # one structured line per request comes from our middleware
         timeout_graceful_shutdown=30,
+        # uvicorn kills a worker that has not answered its health ping within
+        # 5 s; on a busy 2-core machine importing the app alone takes longer,
+        # so --workers N restarted its workers forever (seen in bench/).
+        timeout_worker_healthcheck=30,
         server_header=False,
     )
 

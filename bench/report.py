@@ -64,6 +64,35 @@ def redis_version(host: str, port: int) -> str:
     return match.group(1).decode() if match else "unknown"
 
 
+def merge_halves(scenarios: dict[str, Result]) -> dict[str, Result]:
+    """Fold ``name#1`` and ``name#2`` into ``name``: summed counts, mean rate and latencies.
+
+    Means of two halves' percentiles are not the percentiles of the whole;
+    with equal halves at the same concurrency they are close, and the halves
+    stay in the JSON under ``halves``.
+    """
+    merged: dict[str, Result] = {}
+    for name, row in scenarios.items():
+        base, sep, _ = name.partition("#")
+        if not sep:
+            merged[name] = row
+            continue
+        merged.setdefault(base, {"halves": []})["halves"].append(row)
+    for row in merged.values():
+        halves = row.get("halves")
+        if not isinstance(halves, list):
+            continue
+        count = len(halves)
+        row.update(
+            requests=sum(h["requests"] for h in halves),
+            errors=sum(h["errors"] for h in halves),
+            concurrency=halves[0].get("concurrency"),
+        )
+        for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms"):
+            row[key] = round(sum(h.get(key, 0.0) for h in halves) / count, 3)
+    return merged
+
+
 def _ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 3) if denominator else None
 

@@ -76,3 +76,22 @@ def test_performance_doc_table_is_replaced_in_place(tmp_path: Path) -> None:
     assert text.count(report.TABLE_START) == 1
     assert "| baseline@1w | 4 | 10 | 1.0 | 2.0 | 0 |" in text
     assert "| errors_zero | 0 | 0 | yes |" in text
+
+
+def test_merge_halves_folds_abba_runs() -> None:
+    merged = report.merge_halves(
+        {
+            "baseline@1w": row(10),
+            "history_balance_small#1": {**row(100, p50=4.0), "requests": 50, "p90_ms": 1.0},
+            "history_balance_large#1": {**row(80, p50=5.0), "requests": 40, "p90_ms": 1.0},
+            "history_balance_large#2": {**row(60, p50=7.0), "requests": 30, "p90_ms": 1.0},
+            "history_balance_small#2": {**row(120, p50=6.0), "requests": 60, "p90_ms": 1.0},
+        }
+    )
+    assert list(merged) == ["baseline@1w", "history_balance_small", "history_balance_large"]
+    small = merged["history_balance_small"]
+    assert small["rps"] == 110.0
+    assert small["p50_ms"] == 5.0
+    assert small["requests"] == 110
+    assert len(small["halves"]) == 2
+    assert merged["history_balance_large"]["rps"] == 70.0

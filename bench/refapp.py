@@ -22,7 +22,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import orjson
 
 from accessai.ai.engines.local import LocalEngine

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +97,7 @@ async def site(
     live_server: LiveServer,
     google: OIDCProvider,
     stripe_standin: StripeStandin,
-) -> AsyncIterator[str]:
+) -> str:
     """The app, configured for both stand-ins, served at its PUBLIC_BASE_URL."""
     settings = make_settings(
         database_url=db.url,
@@ -112,7 +112,7 @@ async def site(
     live_server.app = with_csp(create_app(settings))
     live_server.start()
     stripe_standin.register_webhook(live_server.url + "/payments/webhook", WEBHOOK_SECRET)
-    yield live_server.url
+    return live_server.url
 
 
 async def _balance_is(page: Page, value: int) -> None:
@@ -191,8 +191,7 @@ async def test_product_demo_in_the_browser(
     await expect(error).to_contain_text("Not enough credits")
     await expect(error).to_contain_text("needs 10 credits and your balance is 5")
     await _balance_is(page, 5)
-    await error.scroll_into_view_if_needed()
-    await page.screenshot(path=shots / "insufficient-credits.png")
+    await page.screenshot(path=shots / "insufficient-credits.png", full_page=True)
 
     # Buy the starter pack through the Checkout stand-in's hosted page.
     await error.get_by_role("button", name="Buy credits").click()
@@ -221,8 +220,9 @@ async def test_product_demo_in_the_browser(
     # API keys: create, shown once, revoke.
     await page.get_by_label("Key name").fill("nightly-report")
     await page.get_by_role("button", name="Create key").click()
-    key = await page.get_by_label("New API key").input_value()
-    assert key.startswith("aai_")
+    new_key = page.get_by_label("New API key")
+    await expect(new_key).to_have_value(re.compile(r"^aai_[A-Za-z0-9_-]{40,}$"))
+    await expect(new_key).to_be_focused()
     await expect(page.locator("#keys")).to_contain_text("nightly-report")
     await page.locator(".keys-card").screenshot(path=shots / "api-keys.png")
     await page.get_by_role("button", name="Done").click()

@@ -119,10 +119,12 @@ async function loadBalance() {
   return data;
 }
 
+let chartSeries = null;
+
 async function loadUsage() {
   const data = await call(`/usage?limit=1&days=${CHART_DAYS}`);
-  const series = fillDays(data.totals.per_day, CHART_DAYS);
-  drawChart($("usage-chart"), series);
+  chartSeries = fillDays(data.totals.per_day, CHART_DAYS);
+  drawChart($("usage-chart"), chartSeries);
   const spent = data.totals.credits;
   say($("chart-summary"), `${spent} credits spent on ${data.totals.requests} requests in the last ${CHART_DAYS} days.`);
 }
@@ -229,7 +231,7 @@ async function loadPackages() {
     return node(
       "li",
       { class: "package" },
-      node("div", {}, node("strong", {}, pkg.name), node("span", { class: "muted" }, ` ${pkg.credits} credits`)),
+      node("div", { class: "package-name" }, node("strong", {}, pkg.name), node("span", { class: "muted" }, `${pkg.credits} credits`)),
       node("span", { class: "price-tag" }, money(pkg.price_cents, pkg.currency)),
       button,
     );
@@ -378,6 +380,10 @@ function wire() {
     say($("ai-count"), `${length} character${length === 1 ? "" : "s"}`);
   });
   $("key-form").addEventListener("submit", createKey);
+  // Redraw the chart at its new size after a rotation or resize.
+  new ResizeObserver(() => {
+    if (chartSeries && !$("dashboard").hidden) drawChart($("usage-chart"), chartSeries);
+  }).observe($("usage-chart"));
   $("copy-key").addEventListener("click", copyKey);
   $("dismiss-key").addEventListener("click", dismissKey);
 }

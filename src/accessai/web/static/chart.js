@@ -25,9 +25,10 @@ export function fillDays(perDay, days, today = new Date()) {
   return out;
 }
 
+// Sized to its container (in CSS pixels), so labels stay readable on a phone.
 export function drawChart(container, series) {
-  const width = 560;
-  const height = 200;
+  const width = Math.max(280, Math.round(container.clientWidth || 560));
+  const height = width < 480 ? 180 : 200;
   const pad = { top: 16, right: 8, bottom: 28, left: 36 };
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;

@@ -253,3 +253,20 @@ async def test_product_demo_in_the_browser(
     await expect(page.get_by_role("button", name="Sign in with Google")).to_be_visible()
     await expect(page.locator("#dashboard")).to_be_hidden()
     await context.close()
+
+
+async def test_sign_in_not_configured_is_explained_on_the_page(
+    db: TestDatabase, live_server: LiveServer, browser: Browser
+) -> None:
+    live_server.app = with_csp(
+        create_app(make_settings(database_url=db.url, public_base_url=live_server.url))
+    )
+    live_server.start()
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(live_server.url + "/")
+    await page.get_by_role("button", name="Sign in with Google").click()
+    await expect(page.locator("#signin-notice")).to_contain_text("not configured")
+    assert page.url == live_server.url + "/"
+    await expect(page.get_by_role("button", name="Sign in with Google")).to_be_enabled()
+    await context.close()

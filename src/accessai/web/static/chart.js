@@ -25,6 +25,14 @@ export function fillDays(perDay, days, today = new Date()) {
   return out;
 }
 
+// Gridlines at a round step (1, 2 or 5 times a power of ten), about four of them.
+function axis(largest) {
+  const raw = Math.max(largest, 10) / 4;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  return { step, max: Math.ceil(Math.max(largest, 10) / step) * step };
+}
+
 // Sized to its container (in CSS pixels), so labels stay readable on a phone.
 export function drawChart(container, series) {
   const width = Math.max(280, Math.round(container.clientWidth || 560));
@@ -32,7 +40,7 @@ export function drawChart(container, series) {
   const pad = { top: 16, right: 8, bottom: 28, left: 36 };
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;
-  const max = Math.max(10, ...series.map((p) => p.credits));
+  const { max, step: tick } = axis(Math.max(...series.map((p) => p.credits)));
   const step = innerW / series.length;
   const svg = el("svg", {
     viewBox: `0 0 ${width} ${height}`,
@@ -41,11 +49,13 @@ export function drawChart(container, series) {
     class: "chart-svg",
     preserveAspectRatio: "xMidYMid meet",
   });
-  for (const frac of [0, 0.5, 1]) {
-    const y = pad.top + innerH * (1 - frac);
+  for (let value = 0; value <= max; value += tick) {
+    const y = pad.top + innerH * (1 - value / max);
     svg.append(el("line", { x1: pad.left, x2: width - pad.right, y1: y, y2: y, class: "grid-line" }));
-    svg.append(el("text", { x: pad.left - 6, y: y + 4, class: "axis-label", "text-anchor": "end" }, String(Math.round(max * frac))));
+    svg.append(el("text", { x: pad.left - 6, y: y + 4, class: "axis-label", "text-anchor": "end" }, String(value)));
   }
+  // Label every few days counting back from today, so today always has one.
+  const every = Math.ceil(series.length / Math.max(2, Math.floor(innerW / 64)));
   series.forEach((point, i) => {
     const h = (point.credits / max) * innerH;
     const x = pad.left + i * step + step * 0.18;
@@ -55,7 +65,7 @@ export function drawChart(container, series) {
     });
     bar.append(el("title", {}, `${point.day}: ${point.credits} credits`));
     svg.append(bar);
-    if (i % Math.ceil(series.length / 7) === 0 || i === series.length - 1) {
+    if ((series.length - 1 - i) % every === 0) {
       svg.append(el("text", { x: x + step * 0.32, y: height - 8, class: "axis-label", "text-anchor": "middle" }, point.day.slice(5)));
     }
   });

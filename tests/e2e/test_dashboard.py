@@ -11,6 +11,7 @@ Set ACCESSAI_SCREENSHOTS=docs/img to refresh the README's screenshots.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -216,6 +217,20 @@ async def test_product_demo_in_the_browser(
     await page.get_by_label("Text to process").fill(ARTICLE)
     await _run(page, "Summarize", before + 190)
     await expect(page.locator("#ai-error")).to_be_hidden()
+
+    # A 429 from the rate limiter (played by the browser's network layer here):
+    # the page says how long to wait and keeps the buttons off meanwhile.
+    limited = json.dumps({"error": "rate_limited", "message": "Slow down.", "retry_after": 1})
+    await page.route(
+        "**/api/summarize",
+        lambda route: route.fulfill(status=429, content_type="application/json", body=limited),
+    )
+    await page.get_by_role("button", name=re.compile("^Summarize")).click()
+    await expect(page.locator("#ai-error")).to_contain_text("Please wait 1 second and try again")
+    await expect(page.get_by_role("button", name=re.compile("^Analyze"))).to_be_disabled()
+    await page.unroute("**/api/summarize")
+    await expect(page.get_by_role("button", name=re.compile("^Analyze"))).to_be_enabled()
+    await _balance_is(page, before + 190)
 
     # API keys: create, shown once, revoke.
     await page.get_by_label("Key name").fill("nightly-report")

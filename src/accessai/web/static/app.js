@@ -163,7 +163,7 @@ function describeError(error) {
     aiButtons(true);
     clearTimeout(rateLimitTimer);
     rateLimitTimer = setTimeout(() => aiButtons(false), wait * 1000);
-    return [node("p", {}, node("strong", {}, "Too many requests. "), `Please wait ${wait} seconds and try again.`)];
+    return [node("p", {}, node("strong", {}, "Too many requests. "), `Please wait ${wait} second${wait === 1 ? "" : "s"} and try again.`)];
   }
   if (error.code === "validation_error") {
     const details = Array.isArray(body.details) ? body.details : [];

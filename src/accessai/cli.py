@@ -26,6 +26,13 @@ from accessai.users import service as users
 
 T = TypeVar("T")
 
+# How long a worker may take to answer the supervisor's liveness ping before it
+# is killed and replaced (uvicorn's default is 5 s). A new worker answers only
+# after it has imported the app, which takes longer than 5 s on a CPU-starved
+# host (a cold Cloud Run start, a busy CI machine, no precompiled bytecode), so
+# 5 s can hold every worker in a kill-and-respawn loop for minutes.
+WORKER_HEALTHCHECK_TIMEOUT_SECONDS = 30
+
 app = typer.Typer(
     name="accessai",
     help="AccessAI: sell AI features on prepaid credits.",
@@ -107,10 +114,7 @@ def serve(
         log_config=None,  # our logging configuration, set in create_app
         access_log=False,  # one structured line per request comes from our middleware
         timeout_graceful_shutdown=30,
-        # uvicorn kills a worker that has not answered its health ping within
-        # 5 s; on a busy 2-core machine importing the app alone takes longer,
-        # so --workers N restarted its workers forever (seen in bench/).
-        timeout_worker_healthcheck=30,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_SECONDS,
         server_header=False,
     )
 

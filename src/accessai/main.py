@@ -30,6 +30,7 @@ from accessai.observability.middleware import RequestContextMiddleware
 from accessai.payments import stripe_gateway
 from accessai.payments.router import router as payments_router
 from accessai.users import router as users_router
+from accessai.web import router as web
 
 log = get_logger("accessai")
 
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(ai_router)
     app.include_router(chat_router.router)
+    web.install(app)
 
     # The signed cookie that carries OAuth state through the identity provider (path /auth).
     app.add_middleware(SessionMiddleware, **session_middleware_options(settings))

@@ -1,4 +1,5 @@
 import json
+import os
 
 import httpx
 import pytest
@@ -38,6 +39,7 @@ async def test_each_request_logs_one_structured_line(
     assert isinstance(line["duration_ms"], float)
     assert line["timestamp"]
     assert line["request_id"] == response.headers["x-request-id"]
+    assert line["pid"] == os.getpid()
 
 
 async def test_a_sent_request_id_is_echoed(

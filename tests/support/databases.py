@@ -65,4 +65,7 @@ async def empty_all_tables(engine: AsyncEngine) -> None:
 
 
 def engine_for(url: str) -> AsyncEngine:
-    return create_engine(url, pool_size=20, max_overflow=20)
+    # Small on purpose: PostgreSQL's default max_connections is 100 and the
+    # concurrency tests open second engines and app engines on top of this
+    # one; extra tasks wait for a pooled connection instead.
+    return create_engine(url, pool_size=5, max_overflow=10)

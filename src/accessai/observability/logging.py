@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal
@@ -62,6 +63,14 @@ def redact_sensitive(_logger: Any, _method: str, event_dict: EventDict) -> Event
     return event_dict
 
 
+def add_process_id(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """Name the process on every line: with WORKERS > 1 several workers share one
+    stdout, and the pid ties a request to the worker that served it (and to
+    uvicorn's "Child process [pid] died")."""
+    event_dict.setdefault("pid", os.getpid())
+    return event_dict
+
+
 def _drop_color_message(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     # uvicorn adds a duplicate of the message with ANSI colours.
     event_dict.pop("color_message", None)
@@ -95,7 +104,7 @@ def configure_logging(
     renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.format_exc_info)
+        shared.extend([add_process_id, structlog.processors.format_exc_info])
     else:
         renderer = structlog.dev.ConsoleRenderer()
 

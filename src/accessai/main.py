@@ -38,6 +38,7 @@ from accessai.observability.sentry import init_sentry
 from accessai.payments import stripe_gateway
 from accessai.payments.router import router as payments_router
 from accessai.users import router as users_router
+from accessai.web import router as web
 
 log = get_logger("accessai")
 
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(ai_router)
     app.include_router(chat_router.router)
+    web.install(app)
 
     # Middleware, innermost first (each add_middleware wraps the ones before):
     #   RequestContext > ProxyHeaders > SecurityHeaders > CORS > Prometheus

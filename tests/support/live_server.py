@@ -22,10 +22,11 @@ import uvicorn
 
 
 class LiveServer:
-    def __init__(self, app: Any, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: Any = None, *, host: str = "127.0.0.1") -> None:
         self.app = app
         self.host = host
         self.port: int | None = None
+        self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -35,12 +36,22 @@ class LiveServer:
             raise RuntimeError("the server is not running")
         return f"http://{self.host}:{self.port}"
 
+    def bind(self) -> Self:
+        """Take a free port now, so the URL is known before the app is built."""
+        if self._socket is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, 0))
+            sock.listen(128)
+            self._socket = sock
+            self.port = sock.getsockname()[1]
+        return self
+
     def start(self, ready_timeout: float = 20.0) -> Self:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        sock.listen(128)
-        self.port = sock.getsockname()[1]
+        if self.app is None:
+            raise RuntimeError("set LiveServer.app before starting it")
+        sock = self.bind()._socket
+        assert sock is not None
         config = uvicorn.Config(
             self.app,
             log_config=None,  # keep the test process's logging as it is
@@ -66,13 +77,20 @@ class LiveServer:
     def stop(self, timeout: float = 15.0) -> None:
         server, thread = self._server, self._thread
         if server is None or thread is None:
+            if self._socket is not None:  # bound but never started
+                self._socket.close()
+                self._socket = None
+                self.port = None
             return
         server.should_exit = True
         thread.join(timeout)
         if thread.is_alive():
             server.force_exit = True
             thread.join(timeout)
+        if self._socket is not None:
+            self._socket.close()
         self._server = self._thread = None
+        self._socket = None
         self.port = None
 
     def __enter__(self) -> Self:

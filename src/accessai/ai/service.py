@@ -201,8 +201,15 @@ class AIService:
                     reserved=price,
                     request_id=self._request_id,
                 )
+                # The usage row was inserted just above, so no movement can carry its
+                # reference yet: skip the lookup for a repeat (bench: one query less).
                 await credits.deduct_credits(
-                    session, user_id, price, endpoint, reference=reservation_reference(usage_id)
+                    session,
+                    user_id,
+                    price,
+                    endpoint,
+                    reference=reservation_reference(usage_id),
+                    fresh_reference=True,
                 )
                 if claim is not None:
                     await idempotency.attach_usage(session, claim, usage_id)

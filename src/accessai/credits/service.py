@@ -259,10 +259,16 @@ async def deduct_credits(
     reference: str | None = None,
     *,
     note: str | None = None,
+    fresh_reference: bool = False,
 ) -> CreditMovement:
     """Spend ``amount`` credits, or raise ``InsufficientCreditsError`` and change nothing.
 
     An account with debt raises ``AccountOnHoldError`` instead.
+    ``fresh_reference=True``: the caller guarantees no earlier movement can
+    carry ``reference`` (it names a row the caller has just inserted), so the
+    lookup for a repeat before the write is skipped, one query less on the
+    metered hot path. The unique (user_id, reference) constraint still refuses
+    a duplicate.
     """
     _validate(amount, reason, reference, note)
 
@@ -295,6 +301,7 @@ async def deduct_credits(
         write,
         replay=lambda row: CreditMovement.from_row(row, replayed=True),
         same=lambda row: row.reason == reason and row.amount == -amount,
+        look_first=not fresh_reference,
     )
 
 
@@ -579,6 +586,7 @@ async def _once(
     *,
     replay: Callable[[CreditTransaction], T],
     same: Callable[[CreditTransaction], bool],
+    look_first: bool = True,
 ) -> T:
     """Run ``write`` in a savepoint, at most once per (user, reference).
 
@@ -599,7 +607,7 @@ async def _once(
             raise ReferenceConflictError(reference)
         return replay(row)
 
-    if reference is not None and (found := await earlier()) is not None:
+    if reference is not None and look_first and (found := await earlier()) is not None:
         return found
     try:
         async with session.begin_nested():

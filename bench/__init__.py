@@ -1,0 +1,1 @@
+"""Benchmark harness: `uv run --group bench python -m bench` (see bench/README.md)."""

@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_router.router)
     web.install(app)
 
-    # Middleware, innermost first (each add_middleware wraps the ones before):
+    # Middleware, outermost first (each add_middleware call below wraps the ones before it):
     #   RequestContext > ProxyHeaders > SecurityHeaders > CORS > Prometheus
     #     > BodySizeLimit > RateLimitHeaders > Session > (exception handlers, routes)
     # - Session: the signed cookie that carries OAuth state through the

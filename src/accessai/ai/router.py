@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 
 from accessai.ai import usage
-from accessai.ai.dependencies import AIServiceDep, AIUser
+from accessai.ai.dependencies import AIServiceDep
 from accessai.ai.schemas import (
     AnalysisOut,
     DayTotalOut,
@@ -22,7 +22,7 @@ from accessai.ai.schemas import (
 )
 from accessai.ai.service import AIResponse
 from accessai.core.db import SessionDep
-from accessai.core.security import CurrentUser
+from accessai.core.security import CurrentUser, CurrentUserOutsideTransaction
 from accessai.credits.cursor import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
 from accessai.hardening.ratelimit import ai_rate_limit
 
@@ -72,7 +72,10 @@ def _respond(result: AIResponse) -> JSONResponse:
     dependencies=[Depends(ai_rate_limit)],
 )
 async def summarize(
-    body: TextIn, user: AIUser, service: AIServiceDep, idempotency_key: IdempotencyKey = None
+    body: TextIn,
+    user: CurrentUserOutsideTransaction,
+    service: AIServiceDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Summarize a text (PRICE_SUMMARIZE credits, 10 by default)."""
     return _respond(await service.summarize(user.id, body.text, idempotency_key=idempotency_key))
@@ -85,7 +88,10 @@ async def summarize(
     dependencies=[Depends(ai_rate_limit)],
 )
 async def analyze(
-    body: TextIn, user: AIUser, service: AIServiceDep, idempotency_key: IdempotencyKey = None
+    body: TextIn,
+    user: CurrentUserOutsideTransaction,
+    service: AIServiceDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Word and sentence counts, reading time, sentiment and keywords (PRICE_ANALYZE credits)."""
     return _respond(await service.analyze(user.id, body.text, idempotency_key=idempotency_key))

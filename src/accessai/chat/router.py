@@ -18,8 +18,7 @@ from accessai.chat.pricing import ModelPrice
 from accessai.chat.schemas import ChatCompletionRequest, ModelCard, ModelList, ModelPricing
 from accessai.chat.service import ChatService
 from accessai.chat.streaming import ChatStreamResponse
-from accessai.core.db import SessionDep
-from accessai.core.security import CurrentUser
+from accessai.core.security import CurrentUser, CurrentUserOutsideTransaction
 from accessai.hardening.ratelimit import ai_rate_limit
 from accessai.observability.middleware import current_request_id
 
@@ -76,15 +75,11 @@ def _card(price: ModelPrice) -> ModelCard:
 )
 async def create_chat_completion(
     body: ChatCompletionRequest,
-    user: CurrentUser,
-    session: SessionDep,
+    user: CurrentUserOutsideTransaction,
     chat: ChatDep,
     request: Request,
 ) -> Response:
-    # End the request's transaction now (it only looked the caller up): the
-    # provider call must not run inside one, and each billing step below is
-    # its own short transaction.
-    await session.commit()
+    # The provider call runs outside any transaction; each billing step is its own.
     plan = await chat.plan(body)
     request_id = current_request_id(request.scope)
     if body.stream:

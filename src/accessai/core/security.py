@@ -133,3 +133,19 @@ async def _user_from_access_token(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_current_user_outside_transaction(user: CurrentUser, session: SessionDep) -> User:
+    """The authenticated caller, with the request's own transaction already ended.
+
+    For routes that call something slow (an AI engine, an LLM provider) and
+    run their own short transactions around it: committing here releases the
+    request's connection and, on SQLite, the database write lock every
+    transaction takes (``BEGIN IMMEDIATE``), which those transactions would
+    otherwise wait for.
+    """
+    await session.commit()
+    return user
+
+
+CurrentUserOutsideTransaction = Annotated[User, Depends(get_current_user_outside_transaction)]

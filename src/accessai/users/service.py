@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,10 +41,6 @@ async def get_user_by_google_id(session: AsyncSession, google_id: str) -> User |
 
 async def list_users(session: AsyncSession, *, limit: int = 100) -> list[User]:
     return list(await session.scalars(select(User).order_by(User.created_at).limit(limit)))
-
-
-async def count_users(session: AsyncSession) -> int:
-    return await session.scalar(select(func.count()).select_from(User)) or 0
 
 
 async def create_user(

@@ -113,7 +113,7 @@ def record_insufficient_credits(endpoint: str) -> None:
 
 
 def record_webhook_event(event_type: str, outcome: str) -> None:
-    """``outcome``: e.g. processed, duplicate, ignored, invalid_signature, failed."""
+    """``outcome``: a ``payments.service.Outcome`` value, or ``invalid_signature``."""
     WEBHOOK_EVENTS.labels(type=event_type, outcome=outcome).inc()
 
 
@@ -167,6 +167,5 @@ def instrument(app: FastAPI) -> None:
         should_group_untemplated=True,
         excluded_handlers=[f"^{METRICS_PATH}$"],
     )
-    if _http_instrumentation is not None:
-        instrumentator.add(_http_instrumentation)
+    instrumentator.add(_http_instrumentation)
     instrumentator.instrument(app)

@@ -22,6 +22,7 @@ from accessai.observability.logging import get_logger
 from accessai.observability.sentry import capture_unexpected
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 # A client-sent id is echoed only when it is short and plain, so it cannot
 # inject anything into logs or headers.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -38,7 +39,7 @@ def route_template(scope: Scope) -> str | None:
 
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
-        if name == REQUEST_ID_HEADER.encode():
+        if name == _REQUEST_ID_HEADER_BYTES:
             candidate: str = value.decode("latin-1")
             return candidate if _SAFE_REQUEST_ID.match(candidate) else None
     return None
@@ -68,7 +69,7 @@ class RequestContextMiddleware:
                 response_started = True
                 status_code = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers.append((_REQUEST_ID_HEADER_BYTES, request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -443,9 +443,6 @@ _HANDLERS: dict[str, Callable[[AsyncSession, WebhookEvent], Awaitable[_Handled]]
     "charge.refunded": _on_charge_refunded,
     "charge.dispute.created": _on_dispute_created,
 }
-HANDLED_EVENT_TYPES = frozenset(_HANDLERS)
-
-
 # --- Effects ---------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from accessai.credits import service as credits
 from accessai.users.models import User
 from tests.factories import auth_headers
 from tests.support.loopback_server import serve_on_loopback
-from tests.support.stripe_standin import StripeStandin
+from tests.support.stripe_standin import StandinEvent, StripeStandin
 
 WEBHOOK_SECRET = "whsec_test_payments_0123456789"
 WEBHOOK_PATH = "/payments/webhook"
@@ -62,6 +62,20 @@ async def start_checkout(
     assert response.status_code == 200, response.text
     session_id: str = response.json()["session_id"]
     return session_id
+
+
+async def checkout_and_complete(
+    standin: StripeStandin,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    user: User,
+    package: str = "starter",
+    *,
+    deliver: bool = True,
+) -> tuple[str, StandinEvent]:
+    """Check out through the API, then pay on the stand-in: (session id, completed event)."""
+    session_id = await start_checkout(http, settings, user, package)
+    return session_id, await standin.complete_session(session_id, deliver=deliver)
 
 
 async def account(app: FastAPI, user_id: uuid.UUID) -> tuple[int, int]:

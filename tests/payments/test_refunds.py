@@ -11,7 +11,7 @@ from accessai.core.config import Settings
 from accessai.core.db import create_sessionmaker
 from accessai.credits import service as credits
 from tests.factories import create_user
-from tests.payments.conftest import account, history, outcome, start_checkout
+from tests.payments.conftest import account, checkout_and_complete, history, outcome
 from tests.support.stripe_standin import StripeStandin
 
 
@@ -22,8 +22,7 @@ async def _buy(
     user,
     package: str = "starter",
 ) -> str:
-    session_id = await start_checkout(http, settings, user, package)
-    event = await standin.complete_session(session_id)
+    session_id, event = await checkout_and_complete(standin, http, settings, user, package)
     assert outcome(event.deliveries[0].body) == "credited"
     return session_id
 
@@ -188,8 +187,9 @@ async def test_a_refund_reported_before_the_payment_is_applied_when_it_is_credit
     # Stripe does not promise order: the refund may arrive first. It is found
     # through the charge's metadata, recorded, and taken when the credit lands.
     user = await create_user(session, credits=0)
-    session_id = await start_checkout(http, settings, user)
-    completed = await stripe_standin.complete_session(session_id, deliver=False)
+    session_id, completed = await checkout_and_complete(
+        stripe_standin, http, settings, user, deliver=False
+    )
     refund = await stripe_standin.refund(session_id, amount=450)
     assert outcome(refund.deliveries[0].body) == "recorded"
     assert await account(app, user.id) == (0, 0)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from accessai.core.config import Settings
 from tests.factories import create_user
-from tests.payments.conftest import account, history, outcome, start_checkout
+from tests.payments.conftest import account, checkout_and_complete, history, outcome, start_checkout
 from tests.support.stripe_standin import StripeStandin
 
 
@@ -27,8 +27,7 @@ async def test_a_paid_session_credits_its_package_once(
     stripe_standin: StripeStandin,
 ) -> None:
     user = await create_user(session, credits=100)
-    session_id = await start_checkout(http, settings, user, "pro")
-    event = await stripe_standin.complete_session(session_id)
+    session_id, event = await checkout_and_complete(stripe_standin, http, settings, user, "pro")
     assert [(d.status, outcome(d.body)) for d in event.deliveries] == [(200, "credited")]
     assert await account(app, user.id) == (600, 0)
 
@@ -49,8 +48,7 @@ async def test_redelivered_events_do_nothing_the_second_time(
     stripe_standin: StripeStandin,
 ) -> None:
     user = await create_user(session, credits=0)
-    session_id = await start_checkout(http, settings, user)
-    event = await stripe_standin.complete_session(session_id)
+    _session_id, event = await checkout_and_complete(stripe_standin, http, settings, user)
     again = await stripe_standin.deliver(event, times=3)
     assert [(d.status, outcome(d.body)) for d in again] == [(200, "duplicate")] * 3
     assert await account(app, user.id) == (200, 0)
@@ -64,8 +62,9 @@ async def test_twenty_concurrent_deliveries_of_one_event_credit_once(
     stripe_standin: StripeStandin,
 ) -> None:
     user = await create_user(session, credits=0)
-    session_id = await start_checkout(http, settings, user)
-    event = await stripe_standin.complete_session(session_id, deliver=False)
+    _session_id, event = await checkout_and_complete(
+        stripe_standin, http, settings, user, deliver=False
+    )
     deliveries = await stripe_standin.deliver(event, times=20, concurrently=True)
     assert [d.status for d in deliveries] == [200] * 20
     outcomes = sorted(outcome(d.body) for d in deliveries)
@@ -83,8 +82,7 @@ async def test_completed_then_async_payment_succeeded_credits_once(
     stripe_standin: StripeStandin,
 ) -> None:
     user = await create_user(session, credits=0)
-    session_id = await start_checkout(http, settings, user)
-    completed = await stripe_standin.complete_session(session_id)
+    _session_id, completed = await checkout_and_complete(stripe_standin, http, settings, user)
     assert outcome(completed.deliveries[0].body) == "credited"
     # A second, different event about the same paid session.
     succeeded = await stripe_standin.send_event(
@@ -152,8 +150,9 @@ async def test_an_amount_mismatch_is_reported_and_not_credited(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     user = await create_user(session, credits=0)
-    session_id = await start_checkout(http, settings, user, "pro")
-    genuine = await stripe_standin.complete_session(session_id, deliver=False)
+    _session_id, genuine = await checkout_and_complete(
+        stripe_standin, http, settings, user, "pro", deliver=False
+    )
     cheaper = {**genuine.object, "amount_total": 900, "amount_subtotal": 900}
     capsys.readouterr()
     event = await stripe_standin.send_event("checkout.session.completed", cheaper)
@@ -180,8 +179,9 @@ async def test_a_currency_mismatch_is_not_credited(
     stripe_standin: StripeStandin,
 ) -> None:
     user = await create_user(session, credits=0)
-    session_id = await start_checkout(http, settings, user)
-    genuine = await stripe_standin.complete_session(session_id, deliver=False)
+    _session_id, genuine = await checkout_and_complete(
+        stripe_standin, http, settings, user, deliver=False
+    )
     event = await stripe_standin.send_event(
         "checkout.session.completed", {**genuine.object, "currency": "jpy"}
     )
@@ -198,8 +198,9 @@ async def test_an_unknown_session_is_reported_and_not_credited(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     user = await create_user(session, credits=0)
-    session_id = await start_checkout(http, settings, user)
-    genuine = await stripe_standin.complete_session(session_id, deliver=False)
+    _session_id, genuine = await checkout_and_complete(
+        stripe_standin, http, settings, user, deliver=False
+    )
     # Metadata naming our user and package is not enough: the session id must be ours.
     stranger = {**genuine.object, "id": "cs_test_not_ours"}
     capsys.readouterr()

@@ -15,8 +15,8 @@ from tests.payments.conftest import (
     WEBHOOK_PATH,
     WEBHOOK_SECRET,
     account,
+    checkout_and_complete,
     outcome,
-    start_checkout,
 )
 from tests.support.stripe_standin import StripeStandin, sign_payload
 
@@ -41,8 +41,9 @@ async def test_a_forged_delivery_is_400_and_changes_nothing(
     stripe_standin: StripeStandin,
 ) -> None:
     user = await create_user(session, credits=0)
-    session_id = await start_checkout(http, settings, user)
-    event = await stripe_standin.complete_session(session_id, deliver=False)
+    _session_id, event = await checkout_and_complete(
+        stripe_standin, http, settings, user, deliver=False
+    )
 
     payload = event.payload
     if forgery == "tampered_body":
@@ -100,8 +101,9 @@ async def test_a_valid_signature_among_several_is_accepted(
 ) -> None:
     # During secret rotation Stripe sends one v1 signature per active secret.
     user = await create_user(session, credits=0)
-    session_id = await start_checkout(http, settings, user)
-    event = await stripe_standin.complete_session(session_id, deliver=False)
+    _session_id, event = await checkout_and_complete(
+        stripe_standin, http, settings, user, deliver=False
+    )
     good = sign_payload(event.payload, WEBHOOK_SECRET)
     other = sign_payload(event.payload, "whsec_old_secret")
     timestamp, good_v1 = good.split(",")

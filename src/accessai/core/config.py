@@ -275,13 +275,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _openai_engine_needs_a_key(self) -> Settings:
-        if self.ai_engine == "openai":
-            key = self.openai_api_key.get_secret_value() if self.openai_api_key else ""
-            if not key.strip():
-                raise ValueError(
-                    "OPENAI_API_KEY: required when AI_ENGINE=openai (servers that ignore "
-                    "it, like Ollama or vLLM, accept any placeholder such as 'unused')"
-                )
+        if self.ai_engine == "openai" and not self.openai_key_set:
+            raise ValueError(
+                "OPENAI_API_KEY: required when AI_ENGINE=openai (servers that ignore "
+                "it, like Ollama or vLLM, accept any placeholder such as 'unused')"
+            )
         # The sweep must never refund a call that is still running.
         longest_call = self.openai_timeout_seconds * (self.openai_max_retries + 1)
         if self.ai_stale_reservation_minutes * 60 <= longest_call:
@@ -317,8 +315,15 @@ class Settings(BaseSettings):
         return self.stripe_secret_key is not None
 
     @property
+    def openai_key_set(self) -> bool:
+        """A non-blank OPENAI_API_KEY: what both the openai engine and chat need."""
+        return self.openai_api_key is not None and bool(
+            self.openai_api_key.get_secret_value().strip()
+        )
+
+    @property
     def chat_configured(self) -> bool:
-        return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+        return self.openai_key_set
 
 
 def describe_validation_error(error: ValidationError) -> str:

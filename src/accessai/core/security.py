@@ -28,6 +28,7 @@ from accessai.core.config import Settings
 from accessai.core.db import SessionDep
 from accessai.core.errors import UnauthorizedError
 from accessai.observability.logging import bind_request_context
+from accessai.users import service as users
 from accessai.users.models import User
 
 
@@ -129,7 +130,7 @@ async def _user_from_access_token(
     except ValueError:
         return None
     # A deleted user's still-unexpired tokens stop working here.
-    return await session.get(User, user_id)
+    return await users.get_user(session, user_id)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

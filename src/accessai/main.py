@@ -23,7 +23,7 @@ from accessai.chat import router as chat_router
 from accessai.chat.errors import OPENAI_PATH_PREFIX, render_openai_error
 from accessai.chat.runtime import chat_runtime
 from accessai.core.config import Settings, load_settings
-from accessai.core.db import create_engine, create_sessionmaker
+from accessai.core.db import create_engine, create_sessionmaker, create_statement_sessionmaker
 from accessai.core.errors import add_error_renderer, install_error_handlers
 from accessai.core.redis import create_redis
 from accessai.credits.router import router as credits_router
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resources.push_async_callback(engine.dispose)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.statement_sessionmaker = create_statement_sessionmaker(engine)
             app.state.started_at = time.monotonic()
             app.state.redis = None
             if settings.redis_url is not None:
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stripe_gateway.open_client(settings)
             )
             app.state.chat = await resources.enter_async_context(
-                chat_runtime(settings, app.state.sessionmaker)
+                chat_runtime(settings, app.state.sessionmaker, app.state.statement_sessionmaker)
             )
             await _sweep_reservations(app, settings)
             log.info(

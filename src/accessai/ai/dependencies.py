@@ -13,7 +13,7 @@ from accessai.core.security import SettingsDep
 from accessai.observability.middleware import current_request_id
 
 
-def get_ai_engine(request: Request) -> AIEngine:
+async def get_ai_engine(request: Request) -> AIEngine:
     """The engine built in the app's lifespan (``AI_ENGINE``)."""
     engine: AIEngine = request.app.state.ai_engine
     return engine
@@ -22,10 +22,16 @@ def get_ai_engine(request: Request) -> AIEngine:
 AIEngineDep = Annotated[AIEngine, Depends(get_ai_engine)]
 
 
-def get_ai_service(
+async def get_ai_service(
     request: Request, sessions: SessionFactoryDep, engine: AIEngineDep, settings: SettingsDep
 ) -> AIService:
-    return AIService(sessions, engine, settings, request_id=current_request_id(request.scope))
+    return AIService(
+        sessions,
+        engine,
+        settings,
+        statements=request.app.state.statement_sessionmaker,
+        request_id=current_request_id(request.scope),
+    )
 
 
 AIServiceDep = Annotated[AIService, Depends(get_ai_service)]

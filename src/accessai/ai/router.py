@@ -22,7 +22,7 @@ from accessai.ai.schemas import (
 )
 from accessai.ai.service import AIResponse
 from accessai.core.db import SessionDep
-from accessai.core.security import CurrentUser, CurrentUserOutsideTransaction
+from accessai.core.security import CurrentUser
 from accessai.credits.cursor import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
 from accessai.hardening.ratelimit import ai_rate_limit
 
@@ -73,7 +73,7 @@ def _respond(result: AIResponse) -> JSONResponse:
 )
 async def summarize(
     body: TextIn,
-    user: CurrentUserOutsideTransaction,
+    user: CurrentUser,
     service: AIServiceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -89,7 +89,7 @@ async def summarize(
 )
 async def analyze(
     body: TextIn,
-    user: CurrentUserOutsideTransaction,
+    user: CurrentUser,
     service: AIServiceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:

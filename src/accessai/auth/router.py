@@ -37,7 +37,7 @@ _SAFE_RETURN_TO = re.compile(r"^/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?#]*$")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def get_oidc_client(request: Request, settings: SettingsDep) -> OIDCClient:
+async def get_oidc_client(request: Request, settings: SettingsDep) -> OIDCClient:
     client: OIDCClient | None = getattr(request.app.state, "oidc", None)
     if client is None:
         raise not_configured_error(settings)

@@ -18,14 +18,14 @@ from accessai.chat.pricing import ModelPrice
 from accessai.chat.schemas import ChatCompletionRequest, ModelCard, ModelList, ModelPricing
 from accessai.chat.service import ChatService
 from accessai.chat.streaming import ChatStreamResponse
-from accessai.core.security import CurrentUser, CurrentUserOutsideTransaction
+from accessai.core.security import CurrentUser
 from accessai.hardening.ratelimit import ai_rate_limit
 from accessai.observability.middleware import current_request_id
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
 
-def get_chat_service(request: Request) -> ChatService:
+async def get_chat_service(request: Request) -> ChatService:
     service: ChatService | None = getattr(request.app.state, "chat", None)
     if service is None:
         raise ChatNotConfiguredError()
@@ -75,7 +75,7 @@ def _card(price: ModelPrice) -> ModelCard:
 )
 async def create_chat_completion(
     body: ChatCompletionRequest,
-    user: CurrentUserOutsideTransaction,
+    user: CurrentUser,
     chat: ChatDep,
     request: Request,
 ) -> Response:

@@ -28,7 +28,7 @@ def create_redis(url: str) -> Redis:
     return client
 
 
-def get_redis(request: Request) -> Redis | None:
+async def get_redis(request: Request) -> Redis | None:
     client: Redis | None = getattr(request.app.state, "redis", None)
     return client
 

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from accessai.auth import api_keys
 from accessai.core.config import Settings
-from accessai.core.db import SessionDep
+from accessai.core.db import StatementSessionFactoryDep
 from accessai.core.errors import UnauthorizedError
 from accessai.observability.logging import bind_request_context
 from accessai.users import service as users
@@ -91,7 +91,7 @@ def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
     return claims
 
 
-def get_settings_dependency(request: Request) -> Settings:
+async def get_settings_dependency(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -103,18 +103,26 @@ _bearer = HTTPBearer(auto_error=False, description="An access token or an API ke
 
 
 async def get_current_user(
-    session: SessionDep,
+    sessions: StatementSessionFactoryDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
+    """The caller, looked up outside the request's transaction.
+
+    The lookup runs on a session of its own (one statement, no BEGIN/COMMIT
+    on PostgreSQL), so a route that calls something slow holds no
+    transaction open for it, and a route that needs no database needs no
+    request session. The user comes back detached: read it, don't change it.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UnauthorizedError()
     credential = credentials.credentials
     user: User | None
-    if api_keys.looks_like_api_key(credential):
-        user = await api_keys.authenticate(session, credential)
-    else:
-        user = await _user_from_access_token(session, settings, credential)
+    async with sessions.begin() as session:
+        if api_keys.looks_like_api_key(credential):
+            user = await api_keys.authenticate(session, credential)
+        else:
+            user = await _user_from_access_token(session, settings, credential)
     if user is None:
         raise UnauthorizedError()
     bind_request_context(user_id=str(user.id))
@@ -134,19 +142,3 @@ async def _user_from_access_token(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
-
-
-async def get_current_user_outside_transaction(user: CurrentUser, session: SessionDep) -> User:
-    """The authenticated caller, with the request's own transaction already ended.
-
-    For routes that call something slow (an AI engine, an LLM provider) and
-    run their own short transactions around it: committing here releases the
-    request's connection and, on SQLite, the database write lock every
-    transaction takes (``BEGIN IMMEDIATE``), which those transactions would
-    otherwise wait for.
-    """
-    await session.commit()
-    return user
-
-
-CurrentUserOutsideTransaction = Annotated[User, Depends(get_current_user_outside_transaction)]

@@ -25,7 +25,7 @@ from accessai.payments.schemas import (
 router = APIRouter(prefix="/payments", tags=["payments"])
 
 
-def get_stripe_client(request: Request, settings: SettingsDep) -> stripe.StripeClient:
+async def get_stripe_client(request: Request, settings: SettingsDep) -> stripe.StripeClient:
     """The app's StripeClient (``app.state.stripe_client``), or 503 ``payments_not_configured``."""
     service.require_configured(settings)
     client: stripe.StripeClient | None = getattr(request.app.state, "stripe_client", None)

@@ -14,8 +14,9 @@ from sqlalchemy import update
 
 from accessai.ai import idempotency, usage
 from accessai.ai.engines.base import EngineResponseError
+from accessai.ai.engines.local import LocalEngine
 from accessai.ai.models import UsageRecord
-from accessai.ai.service import release_stale_reservations
+from accessai.ai.service import release_stale_reservations, reserve
 from accessai.core.config import Settings
 from accessai.core.db import create_sessionmaker, utcnow
 from accessai.credits import service as credits
@@ -173,22 +174,14 @@ async def reserve_like_a_request_that_died(
             )
             assert isinstance(claimed, idempotency.Claim)
             claim = claimed
-        usage_id = await usage.start(
+        usage_id = await reserve(
             session,
             user_id=user_id,  # type: ignore[arg-type]
             endpoint="summarize",
-            engine="local",
-            model=None,
+            engine=LocalEngine(),
             input_chars=len(ARTICLE),
-            reserved=10,
+            price=10,
             request_id=None,
-        )
-        await credits.deduct_credits(
-            session,
-            user_id,
-            10,
-            "summarize",
-            reference=f"usage:{usage_id}",  # type: ignore[arg-type]
         )
         if claim is not None:
             await idempotency.attach_usage(session, claim, usage_id)

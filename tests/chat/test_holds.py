@@ -21,7 +21,7 @@ from accessai.chat.service import ChatService
 from accessai.chat.streaming import ChatStreamResponse
 from accessai.chat.tokenizer import MessageText, load_tokenizer
 from accessai.core.config import Settings
-from accessai.core.db import create_sessionmaker, utcnow
+from accessai.core.db import create_sessionmaker, create_statement_sessionmaker, utcnow
 from accessai.credits.service import InsufficientCreditsError
 from accessai.main import create_app
 from tests.chat.conftest import (
@@ -58,6 +58,12 @@ def sessionmaker(db):
     return create_sessionmaker(db.engine)
 
 
+@pytest.fixture
+def statements(db):
+    """What the app gives take_hold: AUTOCOMMIT on PostgreSQL."""
+    return create_statement_sessionmaker(db.engine)
+
+
 async def backdate(sessionmaker, hold_id: uuid.UUID, by: timedelta) -> None:
     async with sessionmaker() as session, session.begin():
         await session.execute(
@@ -66,12 +72,12 @@ async def backdate(sessionmaker, hold_id: uuid.UUID, by: timedelta) -> None:
 
 
 async def test_take_and_settle_leave_exactly_the_charge_in_the_ledger(
-    session, sessionmaker, db
+    session, sessionmaker, statements, db
 ) -> None:
     user = await create_user(session, credits=100)
 
     hold = await holds.take_hold(
-        sessionmaker, user_id=user.id, amount=40, model=MODEL, request_id="req-1"
+        statements, user_id=user.id, amount=40, model=MODEL, request_id="req-1"
     )
     assert (await account(db, user.id)).balance == 60
     [row] = await holds_of(db, user.id)
@@ -91,53 +97,51 @@ async def test_take_and_settle_leave_exactly_the_charge_in_the_ledger(
     await assert_ledger_invariant(db)
 
 
-async def test_a_full_charge_writes_no_release_row(session, sessionmaker, db) -> None:
+async def test_a_full_charge_writes_no_release_row(session, sessionmaker, statements, db) -> None:
     user = await create_user(session, credits=100)
     hold = await holds.take_hold(
-        sessionmaker, user_id=user.id, amount=40, model=MODEL, request_id=None
+        statements, user_id=user.id, amount=40, model=MODEL, request_id=None
     )
     await holds.settle_hold(sessionmaker, hold, charged=40, usage=usage_entry())
     assert [r for _, r, _ in (await account(db, user.id)).ledger] == ["signup_bonus", "chat_hold"]
     await assert_ledger_invariant(db)
 
 
-async def test_a_free_request_moves_no_credit(session, sessionmaker, db) -> None:
+async def test_a_free_request_moves_no_credit(session, sessionmaker, statements, db) -> None:
     user = await create_user(session, credits=100)
     hold = await holds.take_hold(
-        sessionmaker, user_id=user.id, amount=0, model=MODEL, request_id=None
+        statements, user_id=user.id, amount=0, model=MODEL, request_id=None
     )
     await holds.settle_hold(sessionmaker, hold, charged=0, usage=usage_entry())
     assert len((await account(db, user.id)).ledger) == 1
     await assert_ledger_invariant(db)
 
 
-async def test_a_hold_beyond_the_balance_changes_nothing(session, sessionmaker, db) -> None:
+async def test_a_hold_beyond_the_balance_changes_nothing(session, statements, db) -> None:
     user = await create_user(session, credits=10)
     with pytest.raises(InsufficientCreditsError) as caught:
-        await holds.take_hold(
-            sessionmaker, user_id=user.id, amount=11, model=MODEL, request_id=None
-        )
+        await holds.take_hold(statements, user_id=user.id, amount=11, model=MODEL, request_id=None)
     assert (caught.value.balance, caught.value.required) == (10, 11)
     assert await holds_of(db, user.id) == []
     assert (await account(db, user.id)).balance == 10
 
 
-async def test_a_charge_outside_the_hold_is_a_bug(session, sessionmaker) -> None:
+async def test_a_charge_outside_the_hold_is_a_bug(session, sessionmaker, statements) -> None:
     user = await create_user(session, credits=100)
     hold = await holds.take_hold(
-        sessionmaker, user_id=user.id, amount=5, model=MODEL, request_id=None
+        statements, user_id=user.id, amount=5, model=MODEL, request_id=None
     )
     with pytest.raises(ValueError, match="outside the hold"):
         await holds.settle_hold(sessionmaker, hold, charged=6, usage=usage_entry())
 
 
-async def test_concurrent_holds_never_exceed_the_balance(session, sessionmaker, db) -> None:
+async def test_concurrent_holds_never_exceed_the_balance(session, statements, db) -> None:
     user = await create_user(session, credits=100)
 
     async def try_hold() -> bool:
         try:
             await holds.take_hold(
-                sessionmaker, user_id=user.id, amount=30, model=MODEL, request_id=None
+                statements, user_id=user.id, amount=30, model=MODEL, request_id=None
             )
         except InsufficientCreditsError:
             return False
@@ -152,13 +156,13 @@ async def test_concurrent_holds_never_exceed_the_balance(session, sessionmaker, 
 # --- The sweep ---------------------------------------------------------------------------------
 
 
-async def test_the_sweep_releases_only_stale_holds(session, sessionmaker, db) -> None:
+async def test_the_sweep_releases_only_stale_holds(session, sessionmaker, statements, db) -> None:
     user = await create_user(session, credits=100)
     stale = await holds.take_hold(
-        sessionmaker, user_id=user.id, amount=30, model=MODEL, request_id=None
+        statements, user_id=user.id, amount=30, model=MODEL, request_id=None
     )
     fresh = await holds.take_hold(
-        sessionmaker, user_id=user.id, amount=20, model=MODEL, request_id=None
+        statements, user_id=user.id, amount=20, model=MODEL, request_id=None
     )
     await backdate(sessionmaker, stale.id, 2 * HOUR)
 
@@ -179,11 +183,11 @@ async def test_the_sweep_releases_only_stale_holds(session, sessionmaker, db) ->
 
 
 async def test_a_settle_that_loses_to_the_sweep_charges_nothing_and_releases_nothing(
-    session, sessionmaker, db
+    session, sessionmaker, statements, db
 ) -> None:
     user = await create_user(session, credits=100)
     hold = await holds.take_hold(
-        sessionmaker, user_id=user.id, amount=30, model=MODEL, request_id=None
+        statements, user_id=user.id, amount=30, model=MODEL, request_id=None
     )
     await holds.release_stale_holds(sessionmaker, older_than=HOUR, now=utcnow() + 2 * HOUR)
 
@@ -198,10 +202,10 @@ async def test_a_settle_that_loses_to_the_sweep_charges_nothing_and_releases_not
     await assert_ledger_invariant(db)
 
 
-async def test_the_sweep_leaves_settled_holds_alone(session, sessionmaker, db) -> None:
+async def test_the_sweep_leaves_settled_holds_alone(session, sessionmaker, statements, db) -> None:
     user = await create_user(session, credits=100)
     hold = await holds.take_hold(
-        sessionmaker, user_id=user.id, amount=30, model=MODEL, request_id=None
+        statements, user_id=user.id, amount=30, model=MODEL, request_id=None
     )
     await holds.settle_hold(sessionmaker, hold, charged=12, usage=usage_entry())
 
@@ -212,10 +216,12 @@ async def test_the_sweep_leaves_settled_holds_alone(session, sessionmaker, db) -
     await assert_ledger_invariant(db)
 
 
-async def test_the_sweep_runs_at_start_up(settings: Settings, session, sessionmaker, db) -> None:
+async def test_the_sweep_runs_at_start_up(
+    settings: Settings, session, sessionmaker, statements, db
+) -> None:
     user = await create_user(session, credits=100)
     hold = await holds.take_hold(
-        sessionmaker, user_id=user.id, amount=30, model=MODEL, request_id=None
+        statements, user_id=user.id, amount=30, model=MODEL, request_id=None
     )
     await backdate(sessionmaker, hold.id, timedelta(seconds=settings.chat_hold_timeout_seconds + 1))
 
@@ -231,6 +237,7 @@ async def test_the_sweep_runs_periodically(
     openai_upstream: OpenAIUpstream,
     session,
     sessionmaker,
+    statements,
     db,
 ) -> None:
     settings = chat_settings(
@@ -240,7 +247,7 @@ async def test_the_sweep_runs_periodically(
     async with LifespanManager(create_app(settings)):
         # Taken after start-up, so only a later sweep can release it.
         hold = await holds.take_hold(
-            sessionmaker, user_id=user.id, amount=30, model=MODEL, request_id=None
+            statements, user_id=user.id, amount=30, model=MODEL, request_id=None
         )
         await backdate(
             sessionmaker, hold.id, 2 * timedelta(seconds=settings.chat_hold_timeout_seconds)
@@ -315,16 +322,13 @@ async def test_settle_failures_leave_the_hold_for_the_sweep(
         )
         plan = await chat.plan(request)
         healthy = chat.sessionmaker
-        calls = 0
 
-        def failing_after_hold() -> Any:
-            nonlocal calls
-            calls += 1
-            if calls > 1:  # the hold works, the settlement's database is gone
-                raise ConnectionError("database unreachable")
-            return healthy()
+        def unreachable() -> Any:
+            raise ConnectionError("database unreachable")
 
-        chat.sessionmaker = failing_after_hold  # type: ignore[assignment]
+        # The hold is taken on the statement sessions; the settlement's
+        # transaction finds the database gone.
+        chat.sessionmaker = unreachable  # type: ignore[assignment]
         body = await chat.complete(user.id, plan, "req-db-down")
         chat.sessionmaker = healthy
 

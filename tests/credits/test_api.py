@@ -283,12 +283,44 @@ async def test_a_page_is_one_index_range_scan(db: Database, session: AsyncSessio
             assert "TEMP B-TREE" not in plan, plan
 
 
-async def explain(session: AsyncSession, kind: str, statement: str, params: Any) -> str:
+async def test_a_heavy_users_page_does_not_walk_the_primary_key(
+    db: Database, session: AsyncSession
+) -> None:
+    """A user who owns most rows, followed by writes of others: PostgreSQL's
+    statistics make a backward primary-key scan with a user filter look
+    cheapest for ``user_id = :u ORDER BY id DESC``, and that scan reads and
+    drops every newer row of other users. The page must stay on the index."""
+    if db.kind != "postgresql":
+        pytest.skip("a PostgreSQL planner choice")
+    heavy = (await create_user(session, credits=1)).id
+    light = (await create_user(session, credits=1)).id
+    connection = await session.connection()
+    for user_id, rows in ((heavy, 20_000), (light, 1_000)):
+        await connection.exec_driver_sql(
+            "INSERT INTO credit_transactions"
+            " (user_id, amount, reason, balance_after, debt_change, created_at)"
+            " SELECT $1, 0, 'bulk', 1, 1, now() FROM generate_series(1, $2)",
+            (user_id, rows),
+        )
+    await connection.exec_driver_sql("ANALYZE credit_transactions")
+    await session.commit()
+    async with counting_statements(db.engine) as seen:
+        await credits.list_transactions(session, heavy, limit=20)
+    ((statement, parameters),) = [s for s in seen if "credit_transactions" in s[0]]
+    plan = await explain(session, db.kind, statement, parameters, allow_seqscan=True)
+    assert "ix_credit_transactions_user_id_id" in plan, plan
+    assert "pk_credit_transactions" not in plan, plan
+
+
+async def explain(
+    session: AsyncSession, kind: str, statement: str, params: Any, *, allow_seqscan: bool = False
+) -> str:
     connection = await session.connection()
     if kind == "postgresql":
-        # Small test tables would make a sequential scan cheapest; forbid it to
-        # see the plan a large ledger gets.
-        await connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        if not allow_seqscan:
+            # Small test tables would make a sequential scan cheapest; forbid
+            # it to see the plan a large ledger gets.
+            await connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
         result = await connection.exec_driver_sql("EXPLAIN " + statement, params)
         lines = [row[0] for row in result]
     else:

@@ -4,7 +4,8 @@ Each request is three short transactions, with no transaction (and no
 database connection) held while the engine runs:
 
 1. **Reserve**: claim the Idempotency-Key (if any), insert a ``pending``
-   usage row and deduct the price with the reference ``usage:<id>``. Commit.
+   usage row and deduct the price with the reference ``usage:<id>``
+   (``credits.spend_with_record``: one statement on PostgreSQL). Commit.
    Not enough credits: nothing is written but a refused usage row, and
    ``InsufficientCreditsError`` (402) propagates; an account on hold raises
    ``AccountOnHoldError`` (402) the same way.
@@ -16,11 +17,16 @@ database connection) held while the engine runs:
    mark the usage row with the failure and release the key. Commit.
 
 This is the one exception to "services flush, never commit": the service
-gets the session *factory* and runs each step in ``async with
-factory.begin()``. Holding the request's transaction across the engine call
-would keep the user's balance row locked on PostgreSQL (serialising their
-requests) and the database-wide write lock on SQLite (``BEGIN IMMEDIATE``)
-for as long as the engine takes.
+gets the session *factories* and runs each step in ``async with
+factory.begin()``. Without an Idempotency-Key, reserve and settle are one
+statement each on PostgreSQL, so they run on the statement sessions
+(``core.db.create_statement_sessionmaker``: no BEGIN/COMMIT round trips);
+with a key each step writes the key too, in a transaction.
+
+No transaction stays open across the engine call: it would keep the
+user's balance row locked on PostgreSQL (serialising their requests) and
+the database-wide write lock on SQLite (``BEGIN IMMEDIATE``) for as long as
+the engine takes.
 
 A process that dies between steps 1 and 3 leaves a ``pending`` reservation;
 ``release_stale_reservations`` (run at start-up) refunds those older than
@@ -41,6 +47,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import pydantic
+from sqlalchemy import Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -53,6 +60,7 @@ from accessai.ai.engines.base import (
     EngineUsage,
     SummaryResult,
 )
+from accessai.ai.models import UsageRecord
 from accessai.ai.schemas import AnalysisOut, SentimentOut, SummaryOut
 from accessai.core.config import Settings
 from accessai.core.db import utcnow
@@ -71,8 +79,13 @@ SWEEP_BATCH = 200
 _refunds_in_flight: set[asyncio.Task[None]] = set()
 
 
+USAGE_TABLE: Table = UsageRecord.__table__  # type: ignore[assignment]
+# The ledger reference of a reservation; {id} is the usage row's id.
+RESERVATION_REFERENCE = "usage:{id}"
+
+
 def reservation_reference(usage_id: int) -> str:
-    return f"usage:{usage_id}"
+    return RESERVATION_REFERENCE.replace("{id}", str(usage_id))
 
 
 def refund_reference(usage_id: int) -> str:
@@ -115,9 +128,12 @@ class AIService:
         engine: AIEngine,
         settings: Settings,
         *,
+        statements: async_sessionmaker[AsyncSession] | None = None,
         request_id: str | None = None,
     ) -> None:
         self._sessions = sessions
+        # For the steps that are one statement on PostgreSQL; see the module docstring.
+        self._statements = statements or sessions
         self._engine = engine
         self._settings = settings
         self._request_id = request_id
@@ -175,8 +191,9 @@ class AIService:
         request_hash: str | None,
     ) -> _Reservation | AIResponse:
         """Step 1: claim the key, open the usage row and deduct the price, in one commit."""
+        sessions = self._statements if key is None else self._sessions
         try:
-            async with self._sessions.begin() as session:
+            async with sessions.begin() as session:
                 claim: idempotency.Claim | None = None
                 if key is not None and request_hash is not None:
                     claimed = await idempotency.claim(
@@ -191,25 +208,14 @@ class AIService:
                         log.info("ai.idempotent_replay", endpoint=endpoint)
                         return _replay(claimed)
                     claim = claimed
-                usage_id = await usage.start(
+                usage_id = await reserve(
                     session,
                     user_id=user_id,
                     endpoint=endpoint,
-                    engine=self._engine.name,
-                    model=_engine_model(self._engine),
+                    engine=self._engine,
                     input_chars=len(text),
-                    reserved=price,
+                    price=price,
                     request_id=self._request_id,
-                )
-                # The usage row was inserted just above, so no movement can carry its
-                # reference yet: skip the lookup for a repeat (bench: one query less).
-                await credits.deduct_credits(
-                    session,
-                    user_id,
-                    price,
-                    endpoint,
-                    reference=reservation_reference(usage_id),
-                    fresh_reference=True,
                 )
                 if claim is not None:
                     await idempotency.attach_usage(session, claim, usage_id)
@@ -242,8 +248,9 @@ class AIService:
     ) -> AIResponse:
         """Step 3 on success: keep the charge, log the usage, store the response."""
         latency = _elapsed_ms(started)
-        async with self._sessions.begin() as session:
-            settled = await usage.settle(
+        sessions = self._statements if reserved.claim is None else self._sessions
+        async with sessions.begin() as session:
+            balance = await usage.settle_reading_balance(
                 session,
                 reserved.usage_id,
                 outcome=usage.SUCCESS,
@@ -252,14 +259,13 @@ class AIService:
                 model=outcome.model,
                 tokens=outcome.tokens,
             )
-            if settled:
-                balance = await credits.get_balance(session, user_id)
+            if balance is not None:
                 body = _render(endpoint, outcome, self._engine.name, price, balance)
                 if reserved.claim is not None:
                     await idempotency.complete(session, reserved.claim, 200, body)
             elif reserved.claim is not None:
                 await idempotency.release(session, reserved.claim)
-        if not settled:
+        if balance is None:
             # The sweep judged this request dead and refunded it already.
             log.warning("ai.settled_after_sweep", endpoint=endpoint, usage_id=reserved.usage_id)
             raise EngineTimeoutError(
@@ -322,7 +328,7 @@ class AIService:
         self, user_id: uuid.UUID, endpoint: Endpoint, text: str, outcome: str
     ) -> None:
         try:
-            async with self._sessions.begin() as session:
+            async with self._statements.begin() as session:
                 await usage.record_refusal(
                     session,
                     user_id=user_id,
@@ -336,6 +342,41 @@ class AIService:
         except SQLAlchemyError as error:
             # The refusal itself stands; only its log line in the database is lost.
             log.warning("ai.refusal_not_logged", endpoint=endpoint, error=repr(error))
+
+
+async def reserve(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    endpoint: str,
+    engine: AIEngine,
+    input_chars: int,
+    price: int,
+    request_id: str | None,
+) -> int:
+    """Deduct ``price`` with a ``pending`` usage row that names it; the row's id.
+
+    Raises ``InsufficientCreditsError`` or ``AccountOnHoldError`` and writes
+    nothing when the account cannot pay.
+    """
+    spent = await credits.spend_with_record(
+        session,
+        user_id,
+        price,
+        endpoint,
+        record=USAGE_TABLE,
+        values=usage.pending_row(
+            user_id=user_id,
+            endpoint=endpoint,
+            engine=engine.name,
+            model=_engine_model(engine),
+            input_chars=input_chars,
+            reserved=price,
+            request_id=request_id,
+        ),
+        reference=RESERVATION_REFERENCE,
+    )
+    return int(spent.record_id)
 
 
 # --- Recovery after a crash -------------------------------------------------------

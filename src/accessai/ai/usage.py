@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Update, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accessai.ai.engines.base import EngineUsage
 from accessai.ai.models import UsageRecord
-from accessai.core.db import utcnow
+from accessai.core.db import newest_first, utcnow
+from accessai.credits.models import UserCredits
 
 PENDING = "pending"
 SUCCESS = "success"
@@ -54,8 +55,7 @@ class PendingReservation:
     credits: int
 
 
-async def start(
-    session: AsyncSession,
+def pending_row(
     *,
     user_id: uuid.UUID,
     endpoint: str,
@@ -64,26 +64,24 @@ async def start(
     input_chars: int,
     reserved: int,
     request_id: str | None,
-) -> int:
-    """Insert a pending row for a request that is reserving ``reserved`` credits."""
-    usage_id = await session.scalar(
-        insert(UsageRecord)
-        .values(
-            user_id=user_id,
-            endpoint=endpoint,
-            engine=engine,
-            model=model,
-            input_chars=input_chars,
-            credits_charged=reserved,
-            latency_ms=0,
-            outcome=PENDING,
-            request_id=request_id,
-            created_at=utcnow(),
-        )
-        .returning(UsageRecord.id)
-    )
-    assert usage_id is not None
-    return int(usage_id)
+) -> dict[str, Any]:
+    """The columns of the pending row of a request reserving ``reserved`` credits.
+
+    The row is inserted by ``credits.service.spend_with_record``, together
+    with the reservation it explains.
+    """
+    return {
+        "user_id": user_id,
+        "endpoint": endpoint,
+        "engine": engine,
+        "model": model,
+        "input_chars": input_chars,
+        "credits_charged": reserved,
+        "latency_ms": 0,
+        "outcome": PENDING,
+        "request_id": request_id,
+        "created_at": utcnow(),
+    }
 
 
 async def record_refusal(
@@ -125,6 +123,52 @@ async def settle(
     tokens: EngineUsage | None = None,
 ) -> bool:
     """Move a pending row to its final outcome; False when it was already settled."""
+    settled = await session.scalar(
+        _settle_statement(usage_id, outcome, credits_charged, latency_ms, model, tokens).returning(
+            UsageRecord.id
+        )
+    )
+    return settled is not None
+
+
+async def settle_reading_balance(
+    session: AsyncSession,
+    usage_id: int,
+    *,
+    outcome: str,
+    credits_charged: int,
+    latency_ms: int,
+    model: str | None,
+    tokens: EngineUsage | None,
+) -> int | None:
+    """``settle``, returning the user's balance read in the same statement.
+
+    None when the row was already settled. One round trip for the success
+    path of a metered request, which answers with the balance.
+    """
+    balance = (
+        select(UserCredits.balance)
+        .where(UserCredits.user_id == UsageRecord.user_id)
+        .scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            _settle_statement(
+                usage_id, outcome, credits_charged, latency_ms, model, tokens
+            ).returning(UsageRecord.id, balance)
+        )
+    ).one_or_none()
+    return None if row is None else int(row[1])
+
+
+def _settle_statement(
+    usage_id: int,
+    outcome: str,
+    credits_charged: int,
+    latency_ms: int | None,
+    model: str | None,
+    tokens: EngineUsage | None,
+) -> Update:
     values: dict[str, Any] = {"outcome": outcome[:32], "credits_charged": credits_charged}
     if latency_ms is not None:
         values["latency_ms"] = latency_ms
@@ -133,14 +177,12 @@ async def settle(
     if tokens is not None:
         values["prompt_tokens"] = tokens.prompt_tokens
         values["completion_tokens"] = tokens.completion_tokens
-    settled = await session.scalar(
+    return (
         update(UsageRecord)
         .where(UsageRecord.id == usage_id, UsageRecord.outcome == PENDING)
         .values(**values)
-        .returning(UsageRecord.id)
         .execution_options(synchronize_session=False)
     )
-    return settled is not None
 
 
 async def find_pending(
@@ -160,10 +202,12 @@ async def list_usage(
     session: AsyncSession, user_id: uuid.UUID, *, limit: int, before_id: int | None = None
 ) -> UsagePage:
     """One newest-first page of the user's rows, strictly older than ``before_id``."""
-    statement = select(UsageRecord).where(UsageRecord.user_id == user_id)
+    statement = newest_first(
+        session, select(UsageRecord), UsageRecord.id, UsageRecord.user_id, user_id
+    )
     if before_id is not None:
         statement = statement.where(UsageRecord.id < before_id)
-    rows = list(await session.scalars(statement.order_by(UsageRecord.id.desc()).limit(limit + 1)))
+    rows = list(await session.scalars(statement.limit(limit + 1)))
     items = rows[:limit]
     return UsagePage(items=items, next_before_id=items[-1].id if len(rows) > limit else None)
 

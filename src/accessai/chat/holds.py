@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accessai.ai.models import UsageRecord
@@ -33,6 +33,7 @@ from accessai.observability.logging import get_logger
 
 log = get_logger("accessai.chat.holds")
 
+CHAT_HOLDS: Table = ChatHold.__table__  # type: ignore[assignment]
 HOLD_REASON = "chat_hold"
 RELEASE_REASON = "chat_release"
 SWEEP_BATCH = 100
@@ -77,7 +78,7 @@ class Settlement:
 
 
 async def take_hold(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    statements: async_sessionmaker[AsyncSession],
     *,
     user_id: uuid.UUID,
     amount: int,
@@ -88,25 +89,33 @@ async def take_hold(
 
     The deduction is the conditional ``UPDATE ... WHERE balance >= amount``,
     so concurrent requests of one user can never hold more than the balance.
+    ``statements`` are ``core.db.create_statement_sessionmaker`` sessions:
+    the hold and its deduction are one statement on PostgreSQL
+    (``credits.spend_with_record``).
     """
     hold = Hold(id=uuid.uuid4(), user_id=user_id, amount=amount)
-    async with sessionmaker() as session, session.begin():
-        session.add(
-            ChatHold(
-                id=hold.id,
-                user_id=user_id,
-                amount=amount,
-                status=HoldStatus.HELD,
-                model=model,
-                request_id=request_id,
-                created_at=utcnow(),
-            )
-        )
-        await session.flush()
+    row = {
+        "id": hold.id,
+        "user_id": user_id,
+        "amount": amount,
+        "status": HoldStatus.HELD,
+        "model": model,
+        "request_id": request_id,
+        "created_at": utcnow(),
+    }
+    async with statements.begin() as session:
         if amount > 0:
-            await credits.deduct_credits(
-                session, user_id, amount, HOLD_REASON, hold_reference(hold.id)
+            await credits.spend_with_record(
+                session,
+                user_id,
+                amount,
+                HOLD_REASON,
+                record=CHAT_HOLDS,
+                values=row,
+                reference=hold_reference(hold.id),
             )
+        else:
+            await session.execute(insert(ChatHold).values(row))
     log.info("chat.hold_taken", hold_id=str(hold.id), amount=amount)
     return hold
 

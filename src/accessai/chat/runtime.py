@@ -25,14 +25,20 @@ log = get_logger("accessai.chat")
 
 @asynccontextmanager
 async def chat_runtime(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    statements: async_sessionmaker[AsyncSession] | None = None,
 ) -> AsyncIterator[ChatService]:
     provider = ChatProvider.from_settings(settings)
     tokenizer: Tokenizer | None = None
     if provider is not None:
         tokenizer = await anyio.to_thread.run_sync(load_tokenizer)
     service = ChatService(
-        settings=settings, sessionmaker=sessionmaker, provider=provider, tokenizer=tokenizer
+        settings=settings,
+        sessionmaker=sessionmaker,
+        statements=statements,
+        provider=provider,
+        tokenizer=tokenizer,
     )
     log.info("chat.ready", configured=provider is not None, models=len(settings.chat_models))
     await sweep_once(service, settings)

@@ -116,6 +116,7 @@ class ChatService:
         *,
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
+        statements: async_sessionmaker[AsyncSession] | None = None,
         provider: ChatProvider | None,
         tokenizer: Tokenizer | None,
     ) -> None:
@@ -123,6 +124,8 @@ class ChatService:
         self.provider = provider
         self.tokenizer = tokenizer
         self.sessionmaker = sessionmaker
+        # One-statement work (taking a hold); see core.db.create_statement_sessionmaker.
+        self.statements = statements or sessionmaker
         self.prompt_margin_percent = settings.chat_prompt_margin_percent
         self.max_duration_seconds = settings.chat_max_duration_seconds
 
@@ -229,7 +232,7 @@ class ChatService:
     async def _take_hold(self, user_id: uuid.UUID, plan: ChatPlan, outcome: Outcome) -> holds.Hold:
         try:
             return await holds.take_hold(
-                self.sessionmaker,
+                self.statements,
                 user_id=user_id,
                 amount=plan.hold_amount,
                 model=plan.price.model,

@@ -26,12 +26,26 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
-from accessai.core.db import utcnow
+from accessai.core.db import UTCDateTime, newest_first, utcnow
 from accessai.core.errors import AppError, ConflictError, NotFoundError
 from accessai.credits.models import CreditTransaction, UserCredits
 from accessai.users.models import User
@@ -159,6 +173,14 @@ class TakeBack:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedSpend:
+    """What ``spend_with_record`` wrote: the record's id and the balance after the spend."""
+
+    record_id: Any
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerPage:
     """Newest-first ledger rows; ``next_before_id`` is None on the last page."""
 
@@ -273,26 +295,8 @@ async def deduct_credits(
     _validate(amount, reason, reference, note)
 
     async def write() -> CreditMovement:
-        for _ in range(_DEDUCT_ATTEMPTS):
-            balance = await session.scalar(
-                update(UserCredits)
-                .where(
-                    UserCredits.user_id == user_id,
-                    UserCredits.balance >= amount,
-                    UserCredits.debt == 0,
-                )
-                .values(balance=UserCredits.balance - amount, updated_at=utcnow())
-                .returning(UserCredits.balance)
-                .execution_options(synchronize_session=False)
-            )
-            if balance is not None:
-                return await _record(
-                    session, user_id, -amount, reason, reference, balance, note=note
-                )
-            await _raise_refusal(session, user_id, amount)
-        # Only reachable when concurrent top-ups keep arriving between our
-        # attempts; refusing is safe, the caller may simply try again.
-        raise InsufficientCreditsError(balance=await get_balance(session, user_id), required=amount)
+        balance = await _debit(session, user_id, amount)
+        return await _record(session, user_id, -amount, reason, reference, balance, note=note)
 
     return await _once(
         session,
@@ -303,6 +307,45 @@ async def deduct_credits(
         same=lambda row: row.reason == reason and row.amount == -amount,
         look_first=not fresh_reference,
     )
+
+
+async def spend_with_record(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    amount: int,
+    reason: str,
+    *,
+    record: Table,
+    values: dict[str, Any],
+    reference: str,
+) -> RecordedSpend:
+    """Spend ``amount`` and insert the row the spend pays for, in one unit.
+
+    ``record`` is the table of that row (a usage row, a hold) with an ``id``
+    primary key, ``values`` its columns. The ledger row's reference is
+    ``reference`` with ``{id}`` replaced by the new row's id, so the ledger
+    names what each spend bought. The reference must be new (it names a row
+    this call creates), so there is no repeat to look for; the unique
+    constraint still refuses a duplicate.
+
+    On PostgreSQL this is one statement (data-modifying CTEs: the guarded
+    balance update, the record, the ledger row), atomic without a
+    transaction around it: the metered hot path's single round trip. On
+    SQLite, which has no data-modifying CTEs, it is the same three writes in
+    a savepoint. Refusals raise as ``deduct_credits`` does and write nothing.
+    """
+    _validate(amount, reason, reference.replace("{id}", "0"))
+    if session.get_bind().dialect.name == "postgresql":
+        return await _spend_with_record_in_one_statement(
+            session, user_id, amount, reason, record, values, reference
+        )
+    async with session.begin_nested():
+        balance = await _debit(session, user_id, amount)
+        record_id = await session.scalar(insert(record).values(values).returning(record.c.id))
+        await _record(
+            session, user_id, -amount, reason, reference.replace("{id}", str(record_id)), balance
+        )
+    return RecordedSpend(record_id=record_id, balance=balance)
 
 
 async def take_back_credits(
@@ -391,14 +434,14 @@ async def list_transactions(
     """
     if limit < 1:
         raise ValueError("limit must be positive")
-    statement = select(CreditTransaction).where(CreditTransaction.user_id == user_id)
+    statement = newest_first(
+        session, select(CreditTransaction), CreditTransaction.id, CreditTransaction.user_id, user_id
+    )
     if reason is not None:
         statement = statement.where(CreditTransaction.reason == reason)
     if before_id is not None:
         statement = statement.where(CreditTransaction.id < before_id)
-    rows = list(
-        await session.scalars(statement.order_by(CreditTransaction.id.desc()).limit(limit + 1))
-    )
+    rows = list(await session.scalars(statement.limit(limit + 1)))
     items = [CreditMovement.from_row(row) for row in rows[:limit]]
     next_before_id = items[-1].id if len(rows) > limit else None
     return LedgerPage(items=items, next_before_id=next_before_id)
@@ -616,6 +659,120 @@ async def _once(
         if reference is None or (found := await earlier()) is None:
             raise
         return found
+
+
+async def _debit(session: AsyncSession, user_id: uuid.UUID, amount: int) -> int:
+    """The guarded balance update; the new balance, or the refusal raised."""
+    for _ in range(_DEDUCT_ATTEMPTS):
+        balance = await session.scalar(
+            update(UserCredits)
+            .where(
+                UserCredits.user_id == user_id,
+                UserCredits.balance >= amount,
+                UserCredits.debt == 0,
+            )
+            .values(balance=UserCredits.balance - amount, updated_at=utcnow())
+            .returning(UserCredits.balance)
+            .execution_options(synchronize_session=False)
+        )
+        if balance is not None:
+            return balance
+        await _raise_refusal(session, user_id, amount)
+    # Only reachable when concurrent top-ups keep arriving between our
+    # attempts; refusing is safe, the caller may simply try again.
+    raise InsufficientCreditsError(balance=await get_balance(session, user_id), required=amount)
+
+
+async def _spend_with_record_in_one_statement(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    amount: int,
+    reason: str,
+    record: Table,
+    values: dict[str, Any],
+    reference: str,
+) -> RecordedSpend:
+    """``spend_with_record`` for PostgreSQL: one ``WITH ... UPDATE/INSERT ... SELECT``.
+
+    The outer SELECT reads the account as the statement's snapshot saw it,
+    to explain a refusal; the CTEs write only when the guarded UPDATE
+    matched, and all of them or none commit.
+    """
+    now = utcnow()
+    debit = (
+        update(UserCredits)
+        .where(
+            UserCredits.user_id == user_id,
+            UserCredits.balance >= amount,
+            UserCredits.debt == 0,
+        )
+        .values(balance=UserCredits.balance - amount, updated_at=now)
+        .returning(UserCredits.balance)
+        .cte("debit")
+    )
+    recorded = (
+        insert(record)
+        .from_select(
+            list(values),
+            select(
+                *(literal(value, record.c[name].type) for name, value in values.items())
+            ).select_from(debit),
+        )
+        .returning(record.c.id)
+        .cte("recorded")
+    )
+    prefix, placeholder, suffix = reference.partition("{id}")
+    ledger_reference: ColumnElement[str] = (
+        literal(prefix) + cast(recorded.c.id, String) + literal(suffix)
+        if placeholder
+        else literal(reference)
+    )
+    ledger = (
+        insert(CreditTransaction)
+        .from_select(
+            [
+                "user_id",
+                "amount",
+                "reason",
+                "reference",
+                "balance_after",
+                "debt_change",
+                "created_at",
+            ],
+            select(
+                literal(user_id, CreditTransaction.user_id.type),
+                literal(-amount),
+                literal(reason),
+                ledger_reference,
+                debit.c.balance,
+                literal(0),
+                literal(now, UTCDateTime()),
+            ).select_from(debit.join(recorded, true())),
+        )
+        .returning(CreditTransaction.id)
+        .cte("ledger")
+    )
+    account = UserCredits.__table__.alias("account")
+    statement = (
+        select(account.c.balance, account.c.debt, debit.c.balance, recorded.c.id)
+        .select_from(account.outerjoin(debit, true()).outerjoin(recorded, true()))
+        .where(account.c.user_id == user_id)
+        # A data-modifying CTE runs whether or not it is read; render it too.
+        .add_cte(ledger)
+    )
+    for _ in range(_DEDUCT_ATTEMPTS):
+        row = (await session.execute(statement)).one_or_none()
+        if row is None:
+            raise NotFoundError("No credit account for this user.")
+        seen_balance, seen_debt, balance, record_id = row
+        if balance is not None:
+            return RecordedSpend(record_id=record_id, balance=balance)
+        if seen_debt > 0:
+            raise AccountOnHoldError(seen_debt)
+        if seen_balance < amount:
+            raise InsufficientCreditsError(balance=seen_balance, required=amount)
+        # The snapshot had enough but a concurrent spend committed first: look again.
+    raise InsufficientCreditsError(balance=await get_balance(session, user_id), required=amount)
 
 
 async def _raise_refusal(session: AsyncSession, user_id: uuid.UUID, required: int) -> None:

@@ -2,9 +2,10 @@
 
 ``python -m bench.roundtrips`` runs the app in-process (httpx over ASGI) on a
 throwaway PostgreSQL database and prints, per endpoint, how many SQL
-statements, BEGIN/COMMIT, savepoints and pool checkouts (each one a
-``pool_pre_ping`` round trip) a single request makes. Deterministic, unlike
-timings, so it shows what an optimisation removed.
+statements, BEGIN/COMMIT sent to the server (none on AUTOCOMMIT
+connections), savepoints, pool checkouts and liveness pings a single request
+makes. Deterministic, unlike timings, so it shows what an optimisation
+removed.
 """
 
 from __future__ import annotations
@@ -49,12 +50,27 @@ async def count(url: str) -> dict[str, dict[str, int]]:
 
             return listener
 
+        def on_transaction(name: str) -> Any:
+            def listener(connection: Any, *_args: Any) -> None:
+                # On an AUTOCOMMIT connection BEGIN and COMMIT never reach the server.
+                if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                    seen[name] += 1
+
+            return listener
+
         event.listen(sync_engine, "before_cursor_execute", on("statements"))
-        event.listen(sync_engine, "begin", on("begin"))
-        event.listen(sync_engine, "commit", on("commit"))
+        event.listen(sync_engine, "begin", on_transaction("begin"))
+        event.listen(sync_engine, "commit", on_transaction("commit"))
         event.listen(sync_engine, "savepoint", on("savepoint"))
         event.listen(sync_engine, "release_savepoint", on("release_savepoint"))
-        event.listen(sync_engine.pool, "checkout", on("checkouts_with_pre_ping"))
+        event.listen(sync_engine.pool, "checkout", on("checkouts"))
+        ping = sync_engine.dialect.do_ping
+
+        def counted_ping(dbapi_connection: Any) -> bool:
+            seen["pings"] += 1
+            return ping(dbapi_connection)
+
+        sync_engine.dialect.do_ping = counted_ping  # type: ignore[method-assign]
         transport = httpx.ASGITransport(app=app)
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -71,10 +87,7 @@ async def count(url: str) -> dict[str, dict[str, int]]:
                 results[name] = dict(seen)
                 # SAVEPOINT and RELEASE are already among the statements.
                 results[name]["round_trips"] = (
-                    seen["statements"]
-                    + seen["begin"]
-                    + seen["commit"]
-                    + seen["checkouts_with_pre_ping"]
+                    seen["statements"] + seen["begin"] + seen["commit"] + seen["pings"]
                 )
     return results
 

@@ -47,7 +47,6 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import pydantic
-from sqlalchemy import Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -60,7 +59,6 @@ from accessai.ai.engines.base import (
     EngineUsage,
     SummaryResult,
 )
-from accessai.ai.models import UsageRecord
 from accessai.ai.schemas import AnalysisOut, SentimentOut, SummaryOut
 from accessai.core.config import Settings
 from accessai.core.db import utcnow
@@ -79,7 +77,6 @@ SWEEP_BATCH = 200
 _refunds_in_flight: set[asyncio.Task[None]] = set()
 
 
-USAGE_TABLE: Table = UsageRecord.__table__  # type: ignore[assignment]
 # The ledger reference of a reservation; {id} is the usage row's id.
 RESERVATION_REFERENCE = "usage:{id}"
 
@@ -298,16 +295,24 @@ class AIService:
                 session, reserved.usage_id, outcome=outcome, credits_charged=0, latency_ms=latency
             )
             if settled:
+                # Only the winner of the conditional settle writes this reference.
                 await credits.add_credits(
                     session,
                     user_id,
                     price,
                     REFUND_REASON,
                     reference=refund_reference(reserved.usage_id),
+                    fresh_reference=True,
                 )
             if reserved.claim is not None:
                 await idempotency.release(session, reserved.claim)
-            balance = await credits.get_balance(session, user_id)
+            if isinstance(error, AppError):
+                # The client sees this error: say nothing was charged and what is left.
+                error.headers = {
+                    **error.headers,
+                    "X-Credits-Charged": "0",
+                    "X-Credits-Remaining": str(await credits.get_balance(session, user_id)),
+                }
         log.warning(
             "ai.request_refunded",
             endpoint=endpoint,
@@ -317,12 +322,6 @@ class AIService:
             credits=price,
             latency_ms=latency,
         )
-        if isinstance(error, AppError):
-            error.headers = {
-                **error.headers,
-                "X-Credits-Charged": "0",
-                "X-Credits-Remaining": str(balance),
-            }
 
     async def _log_refusal(
         self, user_id: uuid.UUID, endpoint: Endpoint, text: str, outcome: str
@@ -364,7 +363,7 @@ async def reserve(
         user_id,
         price,
         endpoint,
-        record=USAGE_TABLE,
+        record=usage.USAGE_TABLE,
         values=usage.pending_row(
             user_id=user_id,
             endpoint=endpoint,

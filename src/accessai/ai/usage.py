@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Update, func, insert, select, update
+from sqlalchemy import Integer, String, Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accessai.ai.engines.base import EngineUsage
@@ -24,6 +24,8 @@ from accessai.ai.models import UsageRecord
 from accessai.core.db import newest_first, utcnow
 from accessai.credits.models import UserCredits
 
+# The Core table, for statements that skip the ORM's per-statement work.
+USAGE_TABLE: Table = UsageRecord.__table__  # type: ignore[assignment]
 PENDING = "pending"
 SUCCESS = "success"
 ABANDONED = "abandoned"
@@ -144,21 +146,54 @@ async def settle_reading_balance(
     """``settle``, returning the user's balance read in the same statement.
 
     None when the row was already settled. One round trip for the success
-    path of a metered request, which answers with the balance.
+    path of a metered request, which answers with the balance; the
+    statement is built once (see ``_SETTLE_READING_BALANCE``).
     """
-    balance = (
-        select(UserCredits.balance)
-        .where(UserCredits.user_id == UsageRecord.user_id)
-        .scalar_subquery()
-    )
     row = (
         await session.execute(
-            _settle_statement(
-                usage_id, outcome, credits_charged, latency_ms, model, tokens
-            ).returning(UsageRecord.id, balance)
+            _SETTLE_READING_BALANCE,
+            {
+                "settle_id": usage_id,
+                "settle_outcome": outcome[:32],
+                "settle_credits": credits_charged,
+                "settle_latency_ms": latency_ms,
+                "settle_model": model[:128] if model else None,
+                "settle_prompt_tokens": tokens.prompt_tokens if tokens else None,
+                "settle_completion_tokens": tokens.completion_tokens if tokens else None,
+            },
         )
     ).one_or_none()
     return None if row is None else int(row[1])
+
+
+# Bound parameters only, so a request executes it without building it: a
+# statement's construction costs about as much as its round trip. A missing
+# model or token count keeps the row's value.
+_SETTLE_READING_BALANCE = (
+    update(USAGE_TABLE)
+    .where(
+        UsageRecord.id == bindparam("settle_id"),
+        UsageRecord.outcome == PENDING,
+    )
+    .values(
+        outcome=bindparam("settle_outcome"),
+        credits_charged=bindparam("settle_credits"),
+        latency_ms=bindparam("settle_latency_ms"),
+        model=func.coalesce(bindparam("settle_model", type_=String()), UsageRecord.model),
+        prompt_tokens=func.coalesce(
+            bindparam("settle_prompt_tokens", type_=Integer()), UsageRecord.prompt_tokens
+        ),
+        completion_tokens=func.coalesce(
+            bindparam("settle_completion_tokens", type_=Integer()), UsageRecord.completion_tokens
+        ),
+    )
+    .returning(
+        UsageRecord.id,
+        select(UserCredits.balance)
+        .where(UserCredits.user_id == UsageRecord.user_id)
+        .scalar_subquery(),
+    )
+)
 
 
 def _settle_statement(

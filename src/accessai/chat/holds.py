@@ -141,8 +141,14 @@ async def settle_hold(
         won = flipped is not None
         released = hold.amount - charged if won else 0
         if released > 0:
+            # Only the winner of the status flip above writes this reference.
             await credits.add_credits(
-                session, hold.user_id, released, RELEASE_REASON, release_reference(hold.id)
+                session,
+                hold.user_id,
+                released,
+                RELEASE_REASON,
+                release_reference(hold.id),
+                fresh_reference=True,
             )
         if not won:
             # The sweep released everything already; this call cost nothing.

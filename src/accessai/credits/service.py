@@ -18,6 +18,7 @@ different movement is refused (``ReferenceConflictError``).
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,9 +28,12 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    Integer,
+    Select,
     String,
     Table,
     and_,
+    bindparam,
     cast,
     exists,
     func,
@@ -240,8 +244,14 @@ async def add_credits(
     reference: str | None = None,
     *,
     note: str | None = None,
+    fresh_reference: bool = False,
 ) -> CreditMovement:
-    """Add ``amount`` credits. Debt from a past refund is repaid first, on its own row."""
+    """Add ``amount`` credits. Debt from a past refund is repaid first, on its own row.
+
+    ``fresh_reference=True`` as for ``deduct_credits``: the caller guarantees
+    no earlier movement carries ``reference`` (for example, only whoever
+    wins a conditional status flip writes it), so the lookup is skipped.
+    """
     _validate(amount, reason, reference, note)
 
     async def write() -> CreditMovement:
@@ -270,6 +280,7 @@ async def add_credits(
         write,
         replay=lambda row: CreditMovement.from_row(row, replayed=True),
         same=lambda row: row.reason == reason and row.amount == amount,
+        look_first=not fresh_reference,
     )
 
 
@@ -692,20 +703,51 @@ async def _spend_with_record_in_one_statement(
     values: dict[str, Any],
     reference: str,
 ) -> RecordedSpend:
-    """``spend_with_record`` for PostgreSQL: one ``WITH ... UPDATE/INSERT ... SELECT``.
+    """``spend_with_record`` for PostgreSQL: one ``WITH ... UPDATE/INSERT ... SELECT``."""
+    prefix, placeholder, suffix = reference.partition("{id}")
+    statement = _spend_statement(record, tuple(values), bool(placeholder))
+    parameters = {f"record_{name}": value for name, value in values.items()}
+    parameters.update(
+        spend_user_id=user_id,
+        spend_amount=amount,
+        spend_reason=reason,
+        spend_reference_prefix=prefix,
+        spend_reference_suffix=suffix,
+        spend_now=utcnow(),
+    )
+    for _ in range(_DEDUCT_ATTEMPTS):
+        row = (await session.execute(statement, parameters)).one_or_none()
+        if row is None:
+            raise NotFoundError("No credit account for this user.")
+        seen_balance, seen_debt, balance, record_id = row
+        if balance is not None:
+            return RecordedSpend(record_id=record_id, balance=balance)
+        if seen_debt > 0:
+            raise AccountOnHoldError(seen_debt)
+        if seen_balance < amount:
+            raise InsufficientCreditsError(balance=seen_balance, required=amount)
+        # The snapshot had enough but a concurrent spend committed first: look again.
+    raise InsufficientCreditsError(balance=await get_balance(session, user_id), required=amount)
+
+
+@functools.cache
+def _spend_statement(record: Table, columns: tuple[str, ...], id_in_reference: bool) -> Select[Any]:
+    """The statement of ``_spend_with_record_in_one_statement``, built once per record shape.
+
+    Built from bound parameters only, so each request merely executes it:
+    constructing a statement of this size (and its cache key) cost more
+    than the database round trip itself.
 
     The outer SELECT reads the account as the statement's snapshot saw it,
     to explain a refusal; the CTEs write only when the guarded UPDATE
     matched, and all of them or none commit.
     """
-    now = utcnow()
+    user_id = bindparam("spend_user_id", type_=UserCredits.user_id.type)
+    amount = bindparam("spend_amount", type_=Integer())
+    now = bindparam("spend_now", type_=UTCDateTime())
     debit = (
         update(UserCredits)
-        .where(
-            UserCredits.user_id == user_id,
-            UserCredits.balance >= amount,
-            UserCredits.debt == 0,
-        )
+        .where(UserCredits.user_id == user_id, UserCredits.balance >= amount, UserCredits.debt == 0)
         .values(balance=UserCredits.balance - amount, updated_at=now)
         .returning(UserCredits.balance)
         .cte("debit")
@@ -713,20 +755,21 @@ async def _spend_with_record_in_one_statement(
     recorded = (
         insert(record)
         .from_select(
-            list(values),
+            list(columns),
             select(
-                *(literal(value, record.c[name].type) for name, value in values.items())
+                *(bindparam(f"record_{name}", type_=record.c[name].type) for name in columns)
             ).select_from(debit),
         )
         .returning(record.c.id)
         .cte("recorded")
     )
-    prefix, placeholder, suffix = reference.partition("{id}")
-    ledger_reference: ColumnElement[str] = (
-        literal(prefix) + cast(recorded.c.id, String) + literal(suffix)
-        if placeholder
-        else literal(reference)
-    )
+    reference: ColumnElement[str] = bindparam("spend_reference_prefix", type_=String())
+    if id_in_reference:
+        reference = (
+            reference
+            + cast(recorded.c.id, String)
+            + bindparam("spend_reference_suffix", type_=String())
+        )
     ledger = (
         insert(CreditTransaction)
         .from_select(
@@ -740,39 +783,26 @@ async def _spend_with_record_in_one_statement(
                 "created_at",
             ],
             select(
-                literal(user_id, CreditTransaction.user_id.type),
-                literal(-amount),
-                literal(reason),
-                ledger_reference,
+                user_id,
+                -amount,
+                bindparam("spend_reason", type_=String()),
+                reference,
                 debit.c.balance,
                 literal(0),
-                literal(now, UTCDateTime()),
+                now,
             ).select_from(debit.join(recorded, true())),
         )
         .returning(CreditTransaction.id)
         .cte("ledger")
     )
     account = UserCredits.__table__.alias("account")
-    statement = (
+    return (
         select(account.c.balance, account.c.debt, debit.c.balance, recorded.c.id)
         .select_from(account.outerjoin(debit, true()).outerjoin(recorded, true()))
         .where(account.c.user_id == user_id)
         # A data-modifying CTE runs whether or not it is read; render it too.
         .add_cte(ledger)
     )
-    for _ in range(_DEDUCT_ATTEMPTS):
-        row = (await session.execute(statement)).one_or_none()
-        if row is None:
-            raise NotFoundError("No credit account for this user.")
-        seen_balance, seen_debt, balance, record_id = row
-        if balance is not None:
-            return RecordedSpend(record_id=record_id, balance=balance)
-        if seen_debt > 0:
-            raise AccountOnHoldError(seen_debt)
-        if seen_balance < amount:
-            raise InsufficientCreditsError(balance=seen_balance, required=amount)
-        # The snapshot had enough but a concurrent spend committed first: look again.
-    raise InsufficientCreditsError(balance=await get_balance(session, user_id), required=amount)
 
 
 async def _raise_refusal(session: AsyncSession, user_id: uuid.UUID, required: int) -> None:

@@ -25,6 +25,7 @@ from accessai.chat.runtime import chat_runtime
 from accessai.core.config import Settings, load_settings
 from accessai.core.db import create_engine, create_sessionmaker, create_statement_sessionmaker
 from accessai.core.errors import add_error_renderer, install_error_handlers
+from accessai.core.periodic import every
 from accessai.core.redis import create_redis
 from accessai.credits.router import router as credits_router
 from accessai.hardening.body_limit import BodySizeLimitMiddleware
@@ -91,7 +92,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.chat = await resources.enter_async_context(
                 chat_runtime(settings, app.state.sessionmaker, app.state.statement_sessionmaker)
             )
-            await _sweep_reservations(app, settings)
+            await resources.enter_async_context(
+                every(
+                    settings.ai_sweep_interval_seconds,
+                    lambda: _sweep_reservations(app, settings),
+                    name="ai-reservation-sweep",
+                )
+            )
             log.info(
                 "app.started",
                 environment=settings.environment,
@@ -178,5 +185,5 @@ async def _sweep_reservations(app: FastAPI, settings: Settings) -> None:
         # Not fatal: the schema may not be migrated yet (production migrates
         # as its own step), or the database is unreachable for now (the app
         # must still start, so /health can say so instead of a crash loop);
-        # the next start sweeps again.
+        # the next sweep tries again.
         log.warning("ai.sweep_skipped", error=repr(error))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -220,6 +221,26 @@ async def test_start_up_refunds_reservations_left_by_a_crash(
     assert state.balance == state.ledger_sum == 80
     refunds = [row for row in state.ledger if row.reason == "ai_refund"]
     assert [row.reference for row in refunds] == [f"usage:{stale}:refund"]
+
+
+async def test_a_running_server_sweeps_again_at_its_interval(
+    settings_factory: Callable[..., Settings], db: TestDatabase
+) -> None:
+    """A replica that crashes while the others keep running: its reservation is
+    refunded by their periodic sweep, without waiting for any restart."""
+    settings = settings_factory(ai_stale_reservation_minutes=15, ai_sweep_interval_seconds=0.05)
+    user = await new_user(db.engine, credits=100)
+    async with running(settings):
+        # Made after start-up, so only a later sweep can refund it.
+        stale = await reserve_like_a_request_that_died(db, user.id, age=timedelta(minutes=16))
+        deadline = time.monotonic() + 15
+        while {row.id: row for row in await usage_rows(db.engine, user.id)}[
+            stale
+        ].outcome == "pending":
+            assert time.monotonic() < deadline, "the periodic sweep never ran"
+            await asyncio.sleep(0.05)
+    state = await account(db.engine, user.id)
+    assert state.balance == state.ledger_sum == 100
 
 
 async def test_the_sweep_refunds_once(db: TestDatabase) -> None:

@@ -17,7 +17,7 @@ lifetime (``IDEMPOTENCY_TTL_HOURS``):
 A request that ends in an error charged nothing (its reservation was
 refunded), so the key is released rather than storing the error: a retry
 with the same key is a fresh attempt. Keys older than the lifetime are free
-again and are purged by the start-up sweep.
+again and are purged by the periodic sweep.
 
 The unique (user_id, key) constraint is the arbiter: of two concurrent first
 requests, one inserts the row and the other's insert fails, whatever the

@@ -28,7 +28,7 @@ class UsageRecord(Base):
         # Newest-first pages per user, and per-day totals over a date range.
         Index("ix_usage_records_user_id_id", "user_id", "id"),
         Index("ix_usage_records_user_id_created_at", "user_id", "created_at"),
-        # The start-up sweep finds reservations left pending by a crash.
+        # The sweep finds reservations left pending by a crash.
         Index("ix_usage_records_outcome_created_at", "outcome", "created_at"),
     )
 

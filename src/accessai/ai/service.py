@@ -29,7 +29,8 @@ the database-wide write lock on SQLite (``BEGIN IMMEDIATE``) for as long as
 the engine takes.
 
 A process that dies between steps 1 and 3 leaves a ``pending`` reservation;
-``release_stale_reservations`` (run at start-up) refunds those older than
+``release_stale_reservations`` (at start-up, then every
+AI_SWEEP_INTERVAL_SECONDS) refunds those older than
 ``AI_STALE_RESERVATION_MINUTES``. Step 3 and the sweep both settle through a
 conditional update on ``outcome = 'pending'``, and the refund's ledger
 reference is unique per user, so a reservation is settled once and refunded
@@ -389,10 +390,11 @@ async def release_stale_reservations(
 ) -> int:
     """Refund reservations left ``pending`` by requests that died; returns how many.
 
-    Run at start-up. ``older_than`` must exceed the slowest engine call, so a
-    request still running on another replica is never refunded under it
-    (and if one is, its own settle step loses the conditional update and
-    answers with an error instead of charging). Also purges expired keys.
+    Run at start-up and every AI_SWEEP_INTERVAL_SECONDS. ``older_than`` must
+    exceed the slowest engine call, so a request still running on another
+    replica is never refunded under it (and if one is, its own settle step
+    loses the conditional update and answers with an error instead of
+    charging). Also purges expired keys.
     """
     cutoff = utcnow() - older_than
     refunded = 0
@@ -502,5 +504,5 @@ def _elapsed_ms(started: float) -> int:
 def _log_failed_refund(task: asyncio.Task[None]) -> None:
     _refunds_in_flight.discard(task)
     if not task.cancelled() and (error := task.exception()) is not None:
-        # The reservation stays pending; the start-up sweep refunds it.
+        # The reservation stays pending; the sweep refunds it.
         log.error("ai.refund_failed", error=repr(error))

@@ -2,7 +2,7 @@
 
 A row is written when the request reserves its credits (outcome
 ``pending``, ``credits_charged`` = the reserved amount) and settled exactly
-once afterwards: by the request itself, or by the start-up sweep when the
+once afterwards: by the request itself, or by the sweep when the
 request died. Settling is a conditional ``UPDATE ... WHERE outcome =
 'pending'``, so the request and the sweep can never both settle a row.
 

@@ -7,9 +7,8 @@ CHAT_SWEEP_INTERVAL_SECONDS until shutdown.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +17,7 @@ from accessai.chat.provider import ChatProvider
 from accessai.chat.service import ChatService
 from accessai.chat.tokenizer import Tokenizer, load_tokenizer
 from accessai.core.config import Settings
+from accessai.core.periodic import every
 from accessai.observability.logging import get_logger
 
 log = get_logger("accessai.chat")
@@ -41,14 +41,14 @@ async def chat_runtime(
         tokenizer=tokenizer,
     )
     log.info("chat.ready", configured=provider is not None, models=len(settings.chat_models))
-    await sweep_once(service, settings)
-    sweeper = asyncio.create_task(_sweep_forever(service, settings), name="chat-hold-sweep")
     try:
-        yield service
+        async with every(
+            settings.chat_sweep_interval_seconds,
+            lambda: sweep_once(service, settings),
+            name="chat-hold-sweep",
+        ):
+            yield service
     finally:
-        sweeper.cancel()
-        with suppress(asyncio.CancelledError):
-            await sweeper
         if provider is not None:
             await provider.aclose()
 
@@ -63,9 +63,3 @@ async def sweep_once(service: ChatService, settings: Settings) -> int:
     if released:
         log.warning("chat.sweep_released", holds=released)
     return released
-
-
-async def _sweep_forever(service: ChatService, settings: Settings) -> None:
-    while True:
-        await asyncio.sleep(settings.chat_sweep_interval_seconds)
-        await sweep_once(service, settings)

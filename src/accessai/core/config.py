@@ -168,9 +168,11 @@ class Settings(BaseSettings):
     price_analyze: int = Field(default=25, gt=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     # A reservation still pending after this long belongs to a request that
-    # died mid-flight (crash, deploy); the start-up sweep refunds it. Must be
-    # longer than the slowest possible engine call.
+    # died mid-flight (crash, deploy); the sweep (at start-up, then every
+    # AI_SWEEP_INTERVAL_SECONDS) refunds it. Must be longer than the slowest
+    # possible engine call.
     ai_stale_reservation_minutes: int = Field(default=15, ge=1)
+    ai_sweep_interval_seconds: float = Field(default=60.0, gt=0)
 
     # --- Chat (/v1/chat/completions, priced by tokens) -----------------------
     # The price book, as JSON: {"model-id": {"prompt_credits_per_1k": 1, ...}}.

@@ -587,6 +587,9 @@ def test_cloudbuild_deploy_step_configures_the_service(tmp_path: Path) -> None:
     # Optional settings left empty are not passed at all.
     assert "CORS_ORIGINS" not in env
     assert "SENTRY_DSN" not in env
+    # The pools of all instances fit PostgreSQL's default max_connections (100).
+    pools = int(env["DB_POOL_SIZE"]) + int(env["DB_MAX_OVERFLOW"])
+    assert int(flag_value(argv, "--max-instances")) * pools <= 100
 
 
 def test_cloudbuild_deploy_step_passes_values_with_commas_and_optional_secrets(

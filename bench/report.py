@@ -191,6 +191,19 @@ def markdown_table(result: Result) -> str:
             f"| {name} | {row.get('concurrency', '-')} | {row['rps']} | {row['p50_ms']} "
             f"| {row['p99_ms']} | {row.get('errors', 0)} |"
         )
+    memory = result.get("memory") or {}
+    if memory:
+        lines += [
+            "",
+            "| memory after the load | service RSS MiB | reference app RSS MiB | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for tag, row in memory.items():
+            ratio = _ratio(row["service_rss_mib"], row["refapp_rss_mib"])
+            lines.append(
+                f"| {tag} (all processes) | {row['service_rss_mib']} | {row['refapp_rss_mib']} "
+                f"| {ratio} |"
+            )
     lines += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
     for name, target in result["derived"]["targets"].items():
         met = "yes" if target["met"] else "**no**"

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -120,6 +121,23 @@ def started(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
+
+
+def process_group_rss_mib(pgid: int) -> float:
+    """Resident memory of every process in a group (a server and its workers), in MiB."""
+    total_kib = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # fields after "(comm)": state, ppid, pgrp, ...
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        if match:
+            total_kib += int(match.group(1))
+    return round(total_kib / 1024, 1)
 
 
 def load(spec: dict[str, Any]) -> dict[str, Any]:
@@ -337,6 +355,7 @@ def run_all(options: Options) -> dict[str, Any]:
     log_dir = options.output / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     scenarios: dict[str, dict[str, Any]] = {}
+    memory: dict[str, dict[str, float]] = {}
     dsn = asyncio.run(create_database())
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
     print(f"database {dsn}", file=sys.stderr)
@@ -395,8 +414,10 @@ def run_all(options: Options) -> dict[str, Any]:
                         env,
                         f"{base}/health/live",
                         log_dir / f"service-{tag}.log",
-                    ),
-                    started(ref_args, ref_env, f"{ref}/ready", log_dir / f"refapp-{tag}.log"),
+                    ) as service,
+                    started(
+                        ref_args, ref_env, f"{ref}/ready", log_dir / f"refapp-{tag}.log"
+                    ) as refapp,
                 ):
                     auth = [{"Authorization": f"Bearer {t}"} for t in seeded.tokens]
                     body = {"text": ANALYZE_TEXT}
@@ -444,6 +465,11 @@ def run_all(options: Options) -> dict[str, Any]:
                             f"p99 {row['p99_ms']:>8} ms  errors {row['errors']}",
                             file=sys.stderr,
                         )
+                    # After the load, so every worker has run every scenario.
+                    memory[tag] = {
+                        "service_rss_mib": process_group_rss_mib(service.pid),
+                        "refapp_rss_mib": process_group_rss_mib(refapp.pid),
+                    }
         check = asyncio.run(ledger_check(dsn))
     finally:
         asyncio.run(drop_database(dsn))
@@ -463,6 +489,7 @@ def run_all(options: Options) -> dict[str, Any]:
         "ledger_check": check,
         "engine_in_process": engine_in_process(300 if options.quick else 2000),
         "scenarios": scenarios,
+        "memory": memory,
     }
     result["scenarios"] = scenarios = report.merge_halves(scenarios)
     result["derived"] = report.derive(scenarios)

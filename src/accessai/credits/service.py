@@ -248,9 +248,10 @@ async def add_credits(
 ) -> CreditMovement:
     """Add ``amount`` credits. Debt from a past refund is repaid first, on its own row.
 
-    ``fresh_reference=True`` as for ``deduct_credits``: the caller guarantees
-    no earlier movement carries ``reference`` (for example, only whoever
-    wins a conditional status flip writes it), so the lookup is skipped.
+    ``fresh_reference=True``: the caller guarantees no earlier movement
+    carries ``reference`` (only the winner of a conditional status flip
+    writes it), so the lookup for a repeat before the write is skipped. The
+    unique (user_id, reference) constraint still refuses a duplicate.
     """
     _validate(amount, reason, reference, note)
 
@@ -292,16 +293,10 @@ async def deduct_credits(
     reference: str | None = None,
     *,
     note: str | None = None,
-    fresh_reference: bool = False,
 ) -> CreditMovement:
     """Spend ``amount`` credits, or raise ``InsufficientCreditsError`` and change nothing.
 
     An account with debt raises ``AccountOnHoldError`` instead.
-    ``fresh_reference=True``: the caller guarantees no earlier movement can
-    carry ``reference`` (it names a row the caller has just inserted), so the
-    lookup for a repeat before the write is skipped, one query less on the
-    metered hot path. The unique (user_id, reference) constraint still refuses
-    a duplicate.
     """
     _validate(amount, reason, reference, note)
 
@@ -316,7 +311,6 @@ async def deduct_credits(
         write,
         replay=lambda row: CreditMovement.from_row(row, replayed=True),
         same=lambda row: row.reason == reason and row.amount == -amount,
-        look_first=not fresh_reference,
     )
 
 

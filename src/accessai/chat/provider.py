@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httpx2
@@ -26,28 +25,18 @@ from accessai.ai.engines.base import (
     EngineTimeoutError,
     EngineUnavailableError,
 )
+from accessai.chat.upstream import UpstreamRequest
 from accessai.core.config import Settings
 from accessai.core.errors import AppError
 from accessai.observability.logging import get_logger
 
 log = get_logger("accessai.chat.provider")
 
-ENGINE_NAME = "openai"  # recorded in the usage log
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamRequest:
-    """One chat request as the provider will receive it."""
-
-    model: str
-    messages: list[dict[str, Any]]
-    limit_field: str  # "max_completion_tokens" or "max_tokens"
-    max_output_tokens: int
-    # temperature, top_p, stop, seed... exactly as the client sent them.
-    options: dict[str, Any] = field(default_factory=dict)
-
 
 class ChatProvider:
+    # What the SDK raises, before or during a stream; ``translate`` maps it.
+    error_types: tuple[type[openai.OpenAIError], ...] = (openai.OpenAIError,)
+
     def __init__(self, client: AsyncOpenAI, *, timeout_seconds: float) -> None:
         self._client = client
         self.timeout_seconds = timeout_seconds

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from accessai.chat.provider import ChatProvider
 from accessai.chat.service import ChatService
 from accessai.chat.tokenizer import Tokenizer, load_tokenizer
 from accessai.core.config import Settings
 from accessai.core.periodic import every
+
+if TYPE_CHECKING:
+    from accessai.chat.provider import ChatProvider
 from accessai.observability.logging import get_logger
 
 log = get_logger("accessai.chat")
@@ -29,8 +32,12 @@ async def chat_runtime(
     sessionmaker: async_sessionmaker[AsyncSession],
     statements: async_sessionmaker[AsyncSession] | None = None,
 ) -> AsyncIterator[ChatService]:
-    provider = ChatProvider.from_settings(settings)
+    provider: ChatProvider | None = None
     tokenizer: Tokenizer | None = None
+    if settings.chat_configured:
+        from accessai.chat.provider import ChatProvider  # the openai SDK: only when needed
+
+        provider = ChatProvider.from_settings(settings)
     if provider is not None:
         tokenizer = await anyio.to_thread.run_sync(load_tokenizer)
     service = ChatService(

@@ -35,27 +35,30 @@ from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import anyio
-import openai
-from openai import AsyncStream
-from openai.types import CompletionUsage
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accessai.ai.engines.base import EngineResponseError, EngineTimeoutError
 from accessai.chat import holds
 from accessai.chat.errors import ChatNotConfiguredError, app_error_body
 from accessai.chat.pricing import ModelPrice, PriceBook
-from accessai.chat.provider import ENGINE_NAME, ChatProvider, UpstreamRequest
 from accessai.chat.schemas import ChatCompletionRequest
 from accessai.chat.tokenizer import Tokenizer
+from accessai.chat.upstream import ENGINE_NAME, UpstreamRequest
 from accessai.core.config import Settings
 from accessai.core.errors import AppError, BadRequestError
 from accessai.credits.service import AccountOnHoldError, InsufficientCreditsError
 from accessai.observability import metrics
 from accessai.observability.logging import get_logger
+
+if TYPE_CHECKING:  # the SDK is imported only when a provider is configured
+    from openai import AsyncStream, OpenAIError
+    from openai.types import CompletionUsage
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    from accessai.chat.provider import ChatProvider
 
 log = get_logger("accessai.chat")
 
@@ -122,6 +125,9 @@ class ChatService:
     ) -> None:
         self.prices = PriceBook.from_settings(settings)
         self.provider = provider
+        self.provider_errors: tuple[type[OpenAIError], ...] = (
+            provider.error_types if provider is not None else ()
+        )
         self.tokenizer = tokenizer
         self.sessionmaker = sessionmaker
         # One-statement work (taking a hold); see core.db.create_statement_sessionmaker.
@@ -395,7 +401,7 @@ class ChatStream:
                     self._pending.append(sse(self._counted_usage_chunk()))
                 self._pending.append(DONE_EVENT)
                 break
-            except openai.OpenAIError as exc:
+            except self._service.provider_errors as exc:
                 self._ended = True
                 assert self._service.provider is not None
                 return self._fail(self._service.provider.translate(exc))

@@ -15,16 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-import httpx2
 import openai
 from openai import AsyncOpenAI, AsyncStream, omit
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
-from accessai.ai.engines.base import (
-    EngineResponseError,
-    EngineTimeoutError,
-    EngineUnavailableError,
-)
+from accessai.ai.engines import provider_errors
 from accessai.chat.upstream import UpstreamRequest
 from accessai.core.config import Settings
 from accessai.core.errors import AppError
@@ -97,39 +92,4 @@ class ChatProvider:
 
     def translate(self, exc: openai.OpenAIError) -> AppError:
         """The client-facing error for a provider failure (before or during a stream)."""
-        if isinstance(exc, openai.APITimeoutError):
-            return EngineTimeoutError(
-                f"The AI provider did not answer within {self.timeout_seconds:g} seconds."
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            if isinstance(exc.__cause__, httpx2.ConnectError):  # refused, DNS, unreachable
-                return EngineUnavailableError("The AI provider could not be reached.")
-            return EngineResponseError(
-                "The connection to the AI provider broke before a complete answer."
-            )
-        if isinstance(exc, openai.APIStatusError):
-            # The provider's own message stays in our logs: it may quote the key.
-            log.warning(
-                "chat.provider_error",
-                status=exc.status_code,
-                error_code=exc.code,
-                error_type=exc.type,
-                provider_request_id=exc.request_id,
-            )
-            return EngineResponseError(_status_message(exc.status_code))
-        if isinstance(exc, openai.APIError):  # an in-stream error event
-            log.warning("chat.provider_stream_error", error_code=exc.code, error_type=exc.type)
-            return EngineResponseError("The AI provider reported an error mid-answer.")
-        return EngineResponseError("The AI provider returned a malformed response.")
-
-
-def _status_message(status: int) -> str:
-    if status in (401, 403):
-        reason = "it refused the configured credentials"
-    elif status == 429:
-        reason = "it is rate limiting us or the quota is exhausted"
-    elif status >= 500:
-        reason = "it failed internally"
-    else:
-        reason = "it rejected the request"
-    return f"The AI provider answered with HTTP {status}: {reason}."
+        return provider_errors.translate(exc, timeout_seconds=self.timeout_seconds, feature="chat")

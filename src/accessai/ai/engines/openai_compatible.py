@@ -23,19 +23,17 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import anyio
-import httpx2
 import openai
 import structlog
 from openai import AsyncOpenAI, omit
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from accessai.ai.engines import provider_errors
 from accessai.ai.engines import text as text_tools
 from accessai.ai.engines.base import (
     AnalysisResult,
     EngineResponseError,
-    EngineTimeoutError,
-    EngineUnavailableError,
     EngineUsage,
     SentimentLabel,
     SummaryResult,
@@ -190,30 +188,11 @@ class OpenAICompatibleEngine:
         """Turn SDK and transport failures into engine errors."""
         try:
             yield
-        except openai.APITimeoutError as exc:
-            raise EngineTimeoutError(
-                f"The AI provider did not answer within {self.timeout_seconds:g} seconds."
-            ) from exc
-        except openai.APIConnectionError as exc:
-            if isinstance(exc.__cause__, httpx2.ConnectError):  # refused, DNS, unreachable
-                raise EngineUnavailableError("The AI provider could not be reached.") from exc
-            raise EngineResponseError(
-                "The connection to the AI provider broke before a complete answer."
-            ) from exc
-        except openai.APIStatusError as exc:
-            # The provider's own message stays in our logs: it may quote the key.
-            logger.warning(
-                "ai.engine.provider_error",
-                engine=self.name,
-                status=exc.status_code,
-                error_code=exc.code,
-                error_type=exc.type,
-                provider_request_id=exc.request_id,
-            )
-            raise EngineResponseError(_status_message(exc.status_code)) from exc
         except (openai.OpenAIError, ValueError) as exc:
-            # An in-stream error event, or a body the SDK could not parse.
-            raise EngineResponseError("The AI provider returned a malformed response.") from exc
+            # ValueError: a body the SDK could not parse.
+            raise provider_errors.translate(
+                exc, timeout_seconds=self.timeout_seconds, engine=self.name
+            ) from exc
 
     def _model_of(self, completion: ChatCompletion) -> str:
         # The provider may name the exact snapshot it ran; otherwise ours.
@@ -222,18 +201,6 @@ class OpenAICompatibleEngine:
             if isinstance(completion.model, str) and completion.model
             else self.model
         )
-
-
-def _status_message(status: int) -> str:
-    if status in (401, 403):
-        reason = "it refused the configured credentials"
-    elif status == 429:
-        reason = "it is rate limiting us or the quota is exhausted"
-    elif status >= 500:
-        reason = "it failed internally"
-    else:
-        reason = "it rejected the request"
-    return f"The AI provider answered with HTTP {status}: {reason}."
 
 
 def _reply_text(completion: ChatCompletion) -> str:

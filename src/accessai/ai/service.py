@@ -166,7 +166,7 @@ class AIService:
         try:
             outcome = await self._run(endpoint, text)
         except BaseException as error:
-            latency = _elapsed_ms(started)
+            latency = usage.milliseconds(time.perf_counter() - started)
             # A task of its own, shielded: a cancelled request (shutdown, client
             # gone) still gets its refund written instead of leaving it to the sweep.
             refund = asyncio.create_task(
@@ -245,7 +245,7 @@ class AIService:
         started: float,
     ) -> AIResponse:
         """Step 3 on success: keep the charge, log the usage, store the response."""
-        latency = _elapsed_ms(started)
+        latency = usage.milliseconds(time.perf_counter() - started)
         sessions = self._statements if reserved.claim is None else self._sessions
         async with sessions.begin() as session:
             balance = await usage.settle_reading_balance(
@@ -290,7 +290,7 @@ class AIService:
         latency: int,
     ) -> None:
         """Step 3 on failure: give the reservation back and record why."""
-        outcome = _failure_outcome(error)
+        outcome = usage.failure_outcome(error)
         async with self._sessions.begin() as session:
             settled = await usage.settle(
                 session, reserved.usage_id, outcome=outcome, credits_charged=0, latency_ms=latency
@@ -480,14 +480,6 @@ def _replay(stored: idempotency.StoredResponse) -> AIResponse:
     )
 
 
-def _failure_outcome(error: BaseException) -> str:
-    if isinstance(error, AppError):
-        return error.code
-    if isinstance(error, asyncio.CancelledError):
-        return "cancelled"
-    return "internal_error"
-
-
 def _engine_model(engine: AIEngine) -> str | None:
     model = getattr(engine, "model", None)
     return model if isinstance(model, str) else None
@@ -495,10 +487,6 @@ def _engine_model(engine: AIEngine) -> str | None:
 
 def _model_name(model: object) -> str:
     return model if isinstance(model, str) and model else "unknown"
-
-
-def _elapsed_ms(started: float) -> int:
-    return max(0, round((time.perf_counter() - started) * 1000))
 
 
 def _log_failed_refund(task: asyncio.Task[None]) -> None:

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import anyio
 from sqlalchemy import Integer, String, Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accessai.ai.engines.base import EngineUsage
 from accessai.ai.models import UsageRecord
 from accessai.core.db import newest_first, utcnow
+from accessai.core.errors import AppError
 from accessai.credits.models import UserCredits
 
 # The Core table, for statements that skip the ORM's per-statement work.
@@ -29,6 +31,20 @@ USAGE_TABLE: Table = UsageRecord.__table__  # type: ignore[assignment]
 PENDING = "pending"
 SUCCESS = "success"
 ABANDONED = "abandoned"
+
+
+def failure_outcome(error: BaseException) -> str:
+    """The outcome recorded for a request that raised (AI endpoints and chat)."""
+    if isinstance(error, AppError):
+        return error.code
+    if isinstance(error, anyio.get_cancelled_exc_class()):
+        return "cancelled"
+    return "internal_error"
+
+
+def milliseconds(seconds: float) -> int:
+    """A duration as the usage log stores it: whole milliseconds, never negative."""
+    return max(0, round(seconds * 1000))
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accessai.ai.engines.base import EngineResponseError, EngineTimeoutError
+from accessai.ai.usage import failure_outcome, milliseconds
 from accessai.chat import holds
 from accessai.chat.errors import ChatNotConfiguredError, app_error_body
 from accessai.chat.pricing import ModelPrice, PriceBook
@@ -189,7 +190,7 @@ class ChatService:
                 outcome.saw_text(choice.message.refusal)
             outcome.status = "success"
         except BaseException as error:
-            outcome.status = _failure_status(error)
+            outcome.status = failure_outcome(error)
             raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -227,7 +228,7 @@ class ChatService:
         try:
             upstream = await self._within_deadline(self.provider.open_stream(plan.upstream))
         except BaseException as error:
-            outcome.status = _failure_status(error)
+            outcome.status = failure_outcome(error)
             with anyio.CancelScope(shield=True):
                 await self._settle(hold, plan, outcome)
             raise
@@ -313,9 +314,9 @@ class ChatService:
             input_chars=plan.input_chars,
             prompt_tokens=tokens[0] if tokens is not None else None,
             completion_tokens=tokens[1] if tokens is not None else None,
-            latency_ms=_ms(now - outcome.started),
+            latency_ms=milliseconds(now - outcome.started),
             time_to_first_token_ms=(
-                _ms(outcome.first_token_at - outcome.started)
+                milliseconds(outcome.first_token_at - outcome.started)
                 if outcome.streamed and outcome.first_token_at is not None
                 else None
             ),
@@ -341,7 +342,7 @@ class ChatService:
             outcome=outcome.status,
             credits_charged=charged,
             held=plan.hold_amount,
-            latency_ms=_ms(time.perf_counter() - outcome.started),
+            latency_ms=milliseconds(time.perf_counter() - outcome.started),
         )
 
     async def sweep(self, *, older_than_seconds: float) -> int:
@@ -493,16 +494,3 @@ def reported_usage(usage: CompletionUsage | None) -> tuple[int, int] | None:
 
 def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _failure_status(error: BaseException) -> str:
-    """The usage-log outcome of a call that raised."""
-    if isinstance(error, AppError):
-        return error.code
-    if isinstance(error, anyio.get_cancelled_exc_class()):
-        return "cancelled"
-    return "internal_error"
-
-
-def _ms(seconds: float) -> int:
-    return max(0, round(seconds * 1000))

@@ -23,8 +23,9 @@ from tests.ai.support import (
     usage_rows,
 )
 from tests.support import openai_wire as wire
+from tests.support.network import free_port
 from tests.support.openai_fixtures import STANDIN_API_KEY
-from tests.support.openai_upstream import Behaviour, OpenAIUpstream, free_port
+from tests.support.openai_upstream import Behaviour, OpenAIUpstream
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -21,8 +21,9 @@ from accessai.ai.engines.openai_compatible import (
     OpenAICompatibleEngine,
 )
 from tests.support import openai_wire as wire
+from tests.support.network import free_port
 from tests.support.openai_fixtures import STANDIN_API_KEY
-from tests.support.openai_upstream import Behaviour, OpenAIUpstream, free_port
+from tests.support.openai_upstream import Behaviour, OpenAIUpstream
 
 TEXT = (
     "The new library opened downtown today. Visitors loved the bright reading rooms! "

@@ -17,7 +17,7 @@ from accessai.core.config import Settings
 from accessai.core.security import issue_access_token
 from accessai.users.models import User
 from tests.factories import auth_headers, create_user
-from tests.support.apps import browser, running_app
+from tests.support.app import running_app
 from tests.support.settings import TEST_JWT_SECRET
 
 UNAUTHORIZED_BODY = {"error": "unauthorized", "message": "Missing or invalid credentials."}
@@ -227,7 +227,7 @@ async def test_rotation_accepts_previous_keys_and_refuses_unknown_kids(
     ).token
     assert jwt.get_unverified_header(new_token)["kid"] == "2026"
 
-    async with running_app(after) as app, browser(app) as client:
+    async with running_app(after) as (_, client):
 
         async def me(token: str) -> httpx.Response:
             return await client.get("/me", headers={"Authorization": f"Bearer {token}"})
@@ -239,7 +239,7 @@ async def test_rotation_accepts_previous_keys_and_refuses_unknown_kids(
 
     # Once the old key is dropped from the list, its tokens stop working.
     retired = settings_factory(jwt_key_id="2026", jwt_secret=NEW_SECRET)
-    async with running_app(retired) as app, browser(app) as client:
+    async with running_app(retired) as (_, client):
         response = await client.get("/me", headers={"Authorization": f"Bearer {old_token}"})
         assert_refused(response)
 

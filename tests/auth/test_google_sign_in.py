@@ -24,8 +24,9 @@ from accessai.credits.models import CreditTransaction
 from accessai.users.models import User
 from tests.auth.conftest import CALLBACK_URL
 from tests.factories import create_user
-from tests.support.apps import browser, count_rows, running_app
+from tests.support.app import browser, running_app
 from tests.support.oidc import OIDCProvider
+from tests.support.rows import count_rows
 
 SIGNUP_BONUS = 100
 
@@ -400,7 +401,7 @@ async def test_a_discovery_url_that_is_not_a_discovery_document_is_a_502(
         google_client_secret=google.client_secret,
         oidc_discovery_url=f"{google.issuer}/no-such-document",
     )
-    async with running_app(settings) as app, browser(app) as client:
+    async with running_app(settings) as (_, client):
         response = await client.get("/auth/google")
     assert response.status_code == 502
     assert response.json()["error"] == "identity_provider_error"
@@ -409,7 +410,7 @@ async def test_a_discovery_url_that_is_not_a_discovery_document_is_a_502(
 async def test_without_google_credentials_sign_in_answers_503_naming_the_variables(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    async with running_app(settings_factory()) as app, browser(app) as client:
+    async with running_app(settings_factory()) as (_, client):
         start_response = await client.get("/auth/google")
         callback = await client.get("/auth/callback", params={"code": "x", "state": "y"})
     assert start_response.status_code == 503

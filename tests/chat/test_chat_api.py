@@ -31,7 +31,8 @@ from tests.chat.conftest import (
 )
 from tests.factories import auth_headers, create_user
 from tests.support import openai_wire as wire
-from tests.support.openai_upstream import Behaviour, OpenAIUpstream, free_port
+from tests.support.network import free_port
+from tests.support.openai_upstream import Behaviour, OpenAIUpstream
 
 TOKENIZER = load_tokenizer()
 URL = "/v1/chat/completions"

@@ -44,6 +44,7 @@ from tests.support.databases import (
     services_required,
     temporary_database,
 )
+from tests.support.network import free_port
 from tests.support.settings import TEST_JWT_SECRET, make_settings
 
 # The venv's console script, the same entry point the image's CMD names.
@@ -112,13 +113,6 @@ async def production_database(tmp_path_factory: pytest.TempPathFactory) -> Async
 # --------------------------------------------------------------------------
 # The server process
 # --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def server_env(*, database_url: str, port: int, workers: int) -> dict[str, str]:

@@ -207,14 +207,6 @@ class RecordedRequest:
         }
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (e.g. for connection-refused tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class _DeliberateDrop(Exception):
     """Raised inside the app to make uvicorn close the connection mid-response."""
 

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support import openai_wire as wire
+from tests.support.network import free_port
 from tests.support.openai_fixtures import STANDIN_API_KEY
-from tests.support.openai_upstream import Behaviour, OpenAIUpstream, free_port
+from tests.support.openai_upstream import Behaviour, OpenAIUpstream
 
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "Be brief."},

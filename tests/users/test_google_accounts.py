@@ -11,7 +11,7 @@ from accessai.core.db import create_sessionmaker
 from accessai.credits.models import CreditTransaction
 from accessai.users import service as users
 from accessai.users.models import User
-from tests.support.apps import count_rows
+from tests.support.rows import count_rows
 
 
 async def _wait_until_blocked_on_a_lock(db: Any) -> None:

@@ -298,6 +298,8 @@ async def test_concurrent_requests_never_hold_more_than_the_balance(
         (Behaviour.error(429), 502, "engine_error"),
         (Behaviour.reply("x", empty_choices=True), 502, "engine_error"),
         (Behaviour.drop_after(0), 502, "engine_error"),
+        # The SDK raises a bare ValueError for a body that is not JSON.
+        (Behaviour(raw_body="{not json"), 502, "engine_error"),
     ],
 )
 async def test_a_provider_failure_charges_nothing(

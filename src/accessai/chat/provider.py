@@ -22,16 +22,12 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 from accessai.ai.engines import provider_errors
 from accessai.chat.upstream import UpstreamRequest
 from accessai.core.config import Settings
-from accessai.core.errors import AppError
 from accessai.observability.logging import get_logger
 
 log = get_logger("accessai.chat.provider")
 
 
 class ChatProvider:
-    # What the SDK raises, before or during a stream; ``translate`` maps it.
-    error_types: tuple[type[openai.OpenAIError], ...] = (openai.OpenAIError,)
-
     def __init__(self, client: AsyncOpenAI, *, timeout_seconds: float) -> None:
         self._client = client
         self.timeout_seconds = timeout_seconds
@@ -84,12 +80,13 @@ class ChatProvider:
 
     @contextmanager
     def errors(self) -> Iterator[None]:
-        """Turn SDK and transport failures into engine errors."""
+        """Turn SDK and transport failures, and bodies that are not JSON, into engine errors.
+
+        Around a request and around each step of a stream alike.
+        """
         try:
             yield
-        except openai.OpenAIError as exc:
-            raise self.translate(exc) from exc
-
-    def translate(self, exc: openai.OpenAIError) -> AppError:
-        """The client-facing error for a provider failure (before or during a stream)."""
-        return provider_errors.translate(exc, timeout_seconds=self.timeout_seconds, feature="chat")
+        except (openai.OpenAIError, ValueError) as exc:
+            raise provider_errors.translate(
+                exc, timeout_seconds=self.timeout_seconds, feature="chat"
+            ) from exc

@@ -55,7 +55,7 @@ from accessai.observability import metrics
 from accessai.observability.logging import get_logger
 
 if TYPE_CHECKING:  # the SDK is imported only when a provider is configured
-    from openai import AsyncStream, OpenAIError
+    from openai import AsyncStream
     from openai.types import CompletionUsage
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -126,9 +126,6 @@ class ChatService:
     ) -> None:
         self.prices = PriceBook.from_settings(settings)
         self.provider = provider
-        self.provider_errors: tuple[type[OpenAIError], ...] = (
-            provider.error_types if provider is not None else ()
-        )
         self.tokenizer = tokenizer
         self.sessionmaker = sessionmaker
         # One-statement work (taking a hold); see core.db.create_statement_sessionmaker.
@@ -386,9 +383,12 @@ class ChatStream:
         return max(0.0, self._service.max_duration_seconds - elapsed)
 
     async def next_event(self) -> bytes | None:
+        provider = self._service.provider
+        assert provider is not None  # a stream exists only when a provider is configured
         while not self._pending and not self._ended:
             try:
-                chunk = await self._upstream.__anext__()
+                with provider.errors():
+                    chunk = await self._upstream.__anext__()
             except StopAsyncIteration:
                 self._ended = True
                 if self._finish_reason is None and self._outcome.usage is None:
@@ -402,15 +402,9 @@ class ChatStream:
                     self._pending.append(sse(self._counted_usage_chunk()))
                 self._pending.append(DONE_EVENT)
                 break
-            except self._service.provider_errors as exc:
+            except AppError as error:  # the provider failed mid-stream, translated
                 self._ended = True
-                assert self._service.provider is not None
-                return self._fail(self._service.provider.translate(exc))
-            except ValueError:  # a chunk that is not JSON
-                self._ended = True
-                return self._fail(
-                    EngineResponseError("The AI provider returned a malformed response.")
-                )
+                return self._fail(error)
             payload = self._relay(chunk)
             if payload is not None:
                 return sse(payload)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from accessai.ai.engines.base import SentimentLabel
+
 MIN_TEXT_CHARS = 10
 MAX_TEXT_CHARS = 2_000
-
-SentimentLabel = Literal["positive", "negative", "neutral"]
 
 
 class TextIn(BaseModel):

@@ -82,10 +82,6 @@ _refunds_in_flight: set[asyncio.Task[None]] = set()
 RESERVATION_REFERENCE = "usage:{id}"
 
 
-def reservation_reference(usage_id: int) -> str:
-    return RESERVATION_REFERENCE.replace("{id}", str(usage_id))
-
-
 def refund_reference(usage_id: int) -> str:
     return f"usage:{usage_id}:refund"
 
@@ -334,7 +330,7 @@ class AIService:
                     user_id=user_id,
                     endpoint=endpoint,
                     engine=self._engine.name,
-                    model=_engine_model(self._engine),
+                    model=self._engine.model,
                     input_chars=len(text),
                     outcome=outcome,
                     request_id=self._request_id,
@@ -369,7 +365,7 @@ async def reserve(
             user_id=user_id,
             endpoint=endpoint,
             engine=engine.name,
-            model=_engine_model(engine),
+            model=engine.model,
             input_chars=input_chars,
             reserved=price,
             request_id=request_id,
@@ -478,11 +474,6 @@ def _replay(stored: idempotency.StoredResponse) -> AIResponse:
         status_code=stored.status_code,
         replayed=True,
     )
-
-
-def _engine_model(engine: AIEngine) -> str | None:
-    model = getattr(engine, "model", None)
-    return model if isinstance(model, str) else None
 
 
 def _model_name(model: object) -> str:

@@ -22,9 +22,6 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 from accessai.ai.engines import provider_errors
 from accessai.chat.upstream import UpstreamRequest
 from accessai.core.config import Settings
-from accessai.observability.logging import get_logger
-
-log = get_logger("accessai.chat.provider")
 
 
 class ChatProvider:

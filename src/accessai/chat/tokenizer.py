@@ -43,7 +43,6 @@ class Tokenizer:
 
     def __init__(self, encoding: tiktoken.Encoding) -> None:
         self._encoding = encoding
-        self.name = encoding.name
 
     def count(self, text: str) -> int:
         # encode_ordinary: "<|endoftext|>" typed by a user is text, not a special token.

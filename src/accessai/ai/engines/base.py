@@ -47,6 +47,7 @@ class AIEngine(Protocol):
     """What the AI service needs from an engine."""
 
     name: str  # "local" or "openai": recorded in the usage log
+    model: str  # the model a call asks for (an answer may name a more exact one)
 
     async def summarize(self, text: str) -> SummaryResult: ...
 

@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 import anyio
 import openai
-import structlog
 from openai import AsyncOpenAI, omit
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,8 +37,6 @@ from accessai.ai.engines.base import (
     SentimentLabel,
     SummaryResult,
 )
-
-logger = structlog.get_logger(__name__)
 
 MAX_KEYWORDS = 10
 MAX_KEYWORD_LENGTH = 64

@@ -147,9 +147,11 @@ async def test_results_are_real(
     body = summary.json()
     assert body["engine"] == "local"
     assert body["model"]
+    assert body["summary"].strip()
     sentences = re.split(r"(?<=\.)\s+", body["summary"])
     assert 1 <= len(sentences) < 6
     for sentence in sentences:
+        assert sentence.strip()
         assert sentence in ARTICLE
 
     analysis = await client.post("/api/analyze", json={"text": POSITIVE}, headers=headers)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accessai.ai import idempotency
@@ -27,6 +27,7 @@ from tests.ai.support import (
     new_user,
     usage_rows,
 )
+from tests.support.databases import wait_for_lock_waiter
 
 if TYPE_CHECKING:
     from tests.conftest import TestDatabase
@@ -267,20 +268,10 @@ async def test_the_unique_key_decides_between_concurrent_first_requests(db: Test
         second = asyncio.create_task(claim_in_own_transaction())
         if db.kind == "postgresql":
             # Wait until the second insert is blocked on the first's uncommitted row.
-            await wait_for_a_lock_wait(db)
+            await wait_for_lock_waiter(
+                db.engine, message="the second claim never waited for the first"
+            )
         await first.commit()
 
     with pytest.raises(idempotency.IdempotencyKeyInUseError):
         await second
-
-
-async def wait_for_a_lock_wait(db: TestDatabase) -> None:
-    for _ in range(1000):
-        async with db.engine.connect() as connection:
-            waiting = await connection.scalar(
-                text("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            )
-        if waiting:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the second claim never waited for the first")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from accessai.credits.models import CreditTransaction, UserCredits
@@ -102,16 +101,3 @@ async def counting_statements(engine: AsyncEngine) -> AsyncIterator[list[tuple[s
         yield seen
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
-
-
-async def wait_until_blocked_on_a_lock(session: AsyncSession, backend_pid: int) -> None:
-    """Poll PostgreSQL until the backend ``backend_pid`` waits for a lock (bounded)."""
-    for _ in range(1000):
-        state = await session.scalar(
-            text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
-            {"pid": backend_pid},
-        )
-        if state == "Lock":
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"backend {backend_pid} never waited for a lock")

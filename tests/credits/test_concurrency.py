@@ -23,9 +23,9 @@ from tests.credits.support import (
     account_state,
     in_own_session,
     ledger_sum,
-    wait_until_blocked_on_a_lock,
 )
 from tests.factories import create_user
+from tests.support.databases import wait_for_lock_waiter
 
 
 @pytest.fixture
@@ -201,7 +201,7 @@ async def test_a_duplicate_that_loses_the_race_inside_the_database_replays(
         first = await credits.deduct_credits(a, user.id, 10, "summarize", "req-1")
         racing = asyncio.create_task(credits.deduct_credits(b, user.id, 10, "summarize", "req-1"))
         async with maker() as observer:
-            await wait_until_blocked_on_a_lock(observer, pid_b)
+            await wait_for_lock_waiter(observer, pid=pid_b)
         await a.commit()
         second = await racing
         await b.commit()

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accessai.ai import usage
@@ -24,6 +24,7 @@ from accessai.credits import service as credits
 from tests.conftest import TestDatabase as Database
 from tests.credits.support import account_state, ledger_rows, ledger_sum, snapshot
 from tests.factories import create_user
+from tests.support.databases import wait_for_lock_waiter
 
 
 def pending_usage(user_id: uuid.UUID, price: int) -> dict[str, Any]:
@@ -120,23 +121,7 @@ async def test_a_refusal_reports_the_balance_that_refused_it(
     async with create_sessionmaker(db.engine)() as holder, holder.begin():
         await credits.deduct_credits(holder, user.id, 20, "analyze")  # row locked, balance 10
         waiting = asyncio.create_task(spend(db, user.id, 25))  # its snapshot: balance 30
-        await wait_for_a_lock_waiter(session)
+        await wait_for_lock_waiter(session, message="the spend never waited for the account row")
     with pytest.raises(credits.InsufficientCreditsError) as refused:
         await waiting
     assert (refused.value.balance, refused.value.required) == (10, 25)
-
-
-async def wait_for_a_lock_waiter(session: AsyncSession) -> None:
-    """Poll until a backend of this database waits for a lock (bounded)."""
-    for _ in range(1000):
-        waiting = await session.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-        )
-        await session.commit()
-        if waiting:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the spend never waited for the account row")

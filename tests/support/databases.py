@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from accessai.core.db import Base, create_engine
 
@@ -69,3 +70,47 @@ def engine_for(url: str) -> AsyncEngine:
     # concurrency tests open second engines and app engines on top of this
     # one; extra tasks wait for a pooled connection instead.
     return create_engine(url, pool_size=5, max_overflow=10)
+
+
+_LOCK_WAITERS = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+async def wait_for_lock_waiter(
+    source: AsyncEngine | AsyncSession,
+    *,
+    pid: int | None = None,
+    attempts: int = 1000,
+    interval: float = 0.01,
+    message: str | None = None,
+) -> None:
+    """On PostgreSQL, poll (bounded) until a backend of this database waits for a lock.
+
+    Only backends connected to the current database count, and only ``pid``
+    when it is given. Each poll runs in a transaction of its own (a
+    connection of ``source`` rolled back, or the session committed):
+    PostgreSQL takes its pg_stat_activity snapshot once per transaction, so
+    polling inside a single transaction would never see a backend start waiting.
+    Raises AssertionError when no backend ever waits.
+    """
+    query = text(_LOCK_WAITERS + (" AND pid = :pid" if pid is not None else ""))
+    parameters = {"pid": pid} if pid is not None else {}
+    for _ in range(attempts):
+        if isinstance(source, AsyncSession):
+            waiting = await source.scalar(query, parameters)
+            await source.commit()
+        else:
+            async with source.connect() as connection:
+                waiting = await connection.scalar(query, parameters)
+        if waiting:
+            return
+        await asyncio.sleep(interval)
+    if message is None:
+        message = (
+            f"backend {pid} never waited for a lock"
+            if pid is not None
+            else "no backend of this database ever waited for a lock"
+        )
+    raise AssertionError(message)

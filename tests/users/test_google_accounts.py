@@ -5,30 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import text
-
 from accessai.core.db import create_sessionmaker
 from accessai.credits.models import CreditTransaction
 from accessai.users import service as users
 from accessai.users.models import User
+from tests.support.databases import wait_for_lock_waiter
 from tests.support.rows import count_rows
-
-
-async def _wait_until_blocked_on_a_lock(db: Any) -> None:
-    """On PostgreSQL, wait (bounded) until another connection waits for a row lock."""
-    async with db.engine.connect() as connection:
-        for _ in range(200):
-            waiting = await connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-            await connection.rollback()
-            if waiting:
-                return
-            await asyncio.sleep(0.02)
-    raise AssertionError("the second sign-in never waited for the first one's insert")
 
 
 async def test_racing_first_sign_ins_create_one_user_with_one_bonus(db: Any) -> None:
@@ -46,7 +28,12 @@ async def test_racing_first_sign_ins_create_one_user_with_one_bonus(db: Any) -> 
         )
         if db.kind == "postgresql":
             # It must hit the unique constraint, not merely find the committed row.
-            await _wait_until_blocked_on_a_lock(db)
+            await wait_for_lock_waiter(
+                db.engine,
+                attempts=200,
+                interval=0.02,
+                message="the second sign-in never waited for the first one's insert",
+            )
         await first.commit()
         loser, loser_created = await racer
         await second.commit()
@@ -68,7 +55,12 @@ async def test_racing_sign_ins_with_the_same_email_and_different_accounts(db: An
             )
         )
         if db.kind == "postgresql":
-            await _wait_until_blocked_on_a_lock(db)
+            await wait_for_lock_waiter(
+                db.engine,
+                attempts=200,
+                interval=0.02,
+                message="the second sign-in never waited for the first one's insert",
+            )
         await first.commit()
         try:
             await racer

@@ -51,15 +51,24 @@ def machine() -> dict[str, Any]:
 
 
 def redis_version(host: str, port: int) -> str:
-    """The server's version from ``INFO server`` over a raw socket (no client library)."""
-    with socket.create_connection((host, port), timeout=2) as connection:
-        connection.sendall(b"INFO server\r\n")
-        data = b""
-        while b"redis_version" not in data or not data.endswith(b"\r\n"):
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    """The server's version from ``INFO server`` over a raw socket (no client library).
+
+    Never aborts a run: an unreachable, slow or refusing server (an error
+    reply such as ``-NOAUTH``) gives "unknown".
+    """
+    data = b""
+    try:
+        with socket.create_connection((host, port), timeout=2) as connection:
+            connection.sendall(b"INFO server\r\n")
+            while b"redis_version" not in data or not data.endswith(b"\r\n"):
+                if data.startswith(b"-"):
+                    break  # an error reply: no INFO follows
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:  # refused, unreachable, reset or timed out (TimeoutError)
+        return "unknown"
     match = re.search(rb"redis_version:([^\r\n]+)", data)
     return match.group(1).decode() if match else "unknown"
 

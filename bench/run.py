@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -323,7 +324,7 @@ def engine_in_process(samples: int) -> dict[str, Any]:
     return summary
 
 
-def service_env(seeded: Seeded, port: int, upstream_port: int, log_dir: Path) -> dict[str, str]:
+def service_env(seeded: Seeded, port: int, upstream_port: int) -> dict[str, str]:
     return {
         **os.environ,
         "ENVIRONMENT": "development",
@@ -390,7 +391,7 @@ def run_all(options: Options) -> dict[str, Any]:
                 port, ref_port = free_port(), free_port()
                 base = f"http://127.0.0.1:{port}"
                 ref = f"http://127.0.0.1:{ref_port}"
-                env = service_env(seeded, port, upstream_port, log_dir)
+                env = service_env(seeded, port, upstream_port)
                 cli = str(Path(sys.executable).parent / "accessai")
                 ref_env = {**os.environ, "BENCH_PG_DSN": dsn, "BENCH_POOL_SIZE": "10"}
                 ref_args = [
@@ -475,7 +476,8 @@ def run_all(options: Options) -> dict[str, Any]:
         asyncio.run(drop_database(dsn))
     info = report.machine()
     info["postgresql"] = check.pop("postgresql")
-    info["redis"] = report.redis_version("127.0.0.1", 6379)
+    redis = urllib.parse.urlsplit(REDIS_URL)
+    info["redis"] = report.redis_version(redis.hostname or "127.0.0.1", redis.port or 6379)
     result: dict[str, Any] = {
         "started_at": started_at,
         "mode": "quick" if options.quick else "full",

@@ -60,7 +60,7 @@ from accessai.ai.engines.base import (
     EngineUsage,
     SummaryResult,
 )
-from accessai.ai.schemas import AnalysisOut, SentimentOut, SummaryOut
+from accessai.ai.schemas import AnalysisOut, SentimentOut
 from accessai.core.config import Settings
 from accessai.core.db import utcnow
 from accessai.core.errors import AppError
@@ -254,7 +254,7 @@ class AIService:
                 tokens=outcome.tokens,
             )
             if balance is not None:
-                body = _render(endpoint, outcome, self._engine.name, price, balance)
+                body = _render(outcome, self._engine.name, price, balance)
                 if reserved.claim is not None:
                     await idempotency.complete(session, reserved.claim, 200, body)
             elif reserved.claim is not None:
@@ -288,8 +288,8 @@ class AIService:
         """Step 3 on failure: give the reservation back and record why."""
         outcome = usage.failure_outcome(error)
         async with self._sessions.begin() as session:
-            settled = await usage.settle(
-                session, reserved.usage_id, outcome=outcome, credits_charged=0, latency_ms=latency
+            settled = await usage.settle_unpaid(
+                session, reserved.usage_id, outcome=outcome, latency_ms=latency
             )
             if settled:
                 # Only the winner of the conditional settle writes this reference.
@@ -399,8 +399,8 @@ async def release_stale_reservations(
             stale = await usage.find_pending(session, created_before=cutoff, limit=SWEEP_BATCH)
         for reservation in stale:
             async with sessions.begin() as session:
-                if await usage.settle(
-                    session, reservation.usage_id, outcome=usage.ABANDONED, credits_charged=0
+                if await usage.settle_unpaid(
+                    session, reservation.usage_id, outcome=usage.ABANDONED
                 ):
                     if reservation.credits > 0:
                         await credits.add_credits(
@@ -449,20 +449,15 @@ def _checked(endpoint: Endpoint, result: object) -> _Outcome:
     raise EngineResponseError("The AI engine returned a result of the wrong kind.")
 
 
-def _render(
-    endpoint: Endpoint, outcome: _Outcome, engine: str, charged: int, balance: int
-) -> dict[str, Any]:
-    model: type[SummaryOut] | type[AnalysisOut] = (
-        SummaryOut if endpoint == "summarize" else AnalysisOut
-    )
-    out = model(
-        engine=engine,
-        model=outcome.model,
-        credits_charged=charged,
-        balance=balance,
+def _render(outcome: _Outcome, engine: str, charged: int, balance: int) -> dict[str, Any]:
+    """The answer's body: the fields ``_checked`` validated, after the charge fields."""
+    return {
+        "engine": engine,
+        "model": outcome.model,
+        "credits_charged": charged,
+        "balance": balance,
         **outcome.fields,
-    )
-    return out.model_dump(mode="json")
+    }
 
 
 def _replay(stored: idempotency.StoredResponse) -> AIResponse:

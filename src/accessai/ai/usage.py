@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import Integer, String, Table, Update, bindparam, func, insert, select, update
+from sqlalchemy import Integer, String, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accessai.ai.engines.base import EngineUsage
@@ -130,21 +130,22 @@ async def record_refusal(
     )
 
 
-async def settle(
-    session: AsyncSession,
-    usage_id: int,
-    *,
-    outcome: str,
-    credits_charged: int,
-    latency_ms: int | None = None,
-    model: str | None = None,
-    tokens: EngineUsage | None = None,
+async def settle_unpaid(
+    session: AsyncSession, usage_id: int, *, outcome: str, latency_ms: int | None = None
 ) -> bool:
-    """Move a pending row to its final outcome; False when it was already settled."""
+    """Move a pending row to a final outcome that charged nothing (a refund, the sweep).
+
+    False when the row was already settled.
+    """
+    values: dict[str, Any] = {"outcome": outcome[:32], "credits_charged": 0}
+    if latency_ms is not None:
+        values["latency_ms"] = latency_ms
     settled = await session.scalar(
-        _settle_statement(usage_id, outcome, credits_charged, latency_ms, model, tokens).returning(
-            UsageRecord.id
-        )
+        update(UsageRecord)
+        .where(UsageRecord.id == usage_id, UsageRecord.outcome == PENDING)
+        .values(**values)
+        .returning(UsageRecord.id)
+        .execution_options(synchronize_session=False)
     )
     return settled is not None
 
@@ -210,30 +211,6 @@ _SETTLE_READING_BALANCE = (
         .scalar_subquery(),
     )
 )
-
-
-def _settle_statement(
-    usage_id: int,
-    outcome: str,
-    credits_charged: int,
-    latency_ms: int | None,
-    model: str | None,
-    tokens: EngineUsage | None,
-) -> Update:
-    values: dict[str, Any] = {"outcome": outcome[:32], "credits_charged": credits_charged}
-    if latency_ms is not None:
-        values["latency_ms"] = latency_ms
-    if model:
-        values["model"] = model[:128]
-    if tokens is not None:
-        values["prompt_tokens"] = tokens.prompt_tokens
-        values["completion_tokens"] = tokens.completion_tokens
-    return (
-        update(UsageRecord)
-        .where(UsageRecord.id == usage_id, UsageRecord.outcome == PENDING)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def find_pending(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from accessai.chat import holds
 from accessai.chat.service import ChatService
 from accessai.chat.tokenizer import Tokenizer, load_tokenizer
 from accessai.core.config import Settings
@@ -38,7 +40,6 @@ async def chat_runtime(
         from accessai.chat.provider import ChatProvider  # the openai SDK: only when needed
 
         provider = ChatProvider.from_settings(settings)
-    if provider is not None:
         tokenizer = await anyio.to_thread.run_sync(load_tokenizer)
     service = ChatService(
         settings=settings,
@@ -51,7 +52,7 @@ async def chat_runtime(
     try:
         async with every(
             settings.chat_sweep_interval_seconds,
-            lambda: sweep_once(service, settings),
+            lambda: release_stale_holds(sessionmaker, settings),
             name="chat-hold-sweep",
         ):
             yield service
@@ -60,13 +61,12 @@ async def chat_runtime(
             await provider.aclose()
 
 
-async def sweep_once(service: ChatService, settings: Settings) -> int:
-    """Release stale holds; a failure is logged, never raised (the next sweep retries)."""
-    try:
-        released = await service.sweep(older_than_seconds=settings.chat_hold_timeout_seconds)
-    except Exception:
-        log.exception("chat.sweep_failed")
-        return 0
+async def release_stale_holds(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """One sweep; a failure is logged by ``every`` and the next sweep retries."""
+    released = await holds.release_stale_holds(
+        sessionmaker, older_than=timedelta(seconds=settings.chat_hold_timeout_seconds)
+    )
     if released:
         log.warning("chat.sweep_released", holds=released)
-    return released

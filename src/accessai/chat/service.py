@@ -34,7 +34,6 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import anyio
@@ -340,11 +339,6 @@ class ChatService:
             credits_charged=charged,
             held=plan.hold_amount,
             latency_ms=milliseconds(time.perf_counter() - outcome.started),
-        )
-
-    async def sweep(self, *, older_than_seconds: float) -> int:
-        return await holds.release_stale_holds(
-            self.sessionmaker, older_than=timedelta(seconds=older_than_seconds)
         )
 
 

@@ -6,7 +6,8 @@ the database in the statement that changes the balance (``UPDATE ... WHERE
 balance >= :amount RETURNING balance``), never read-then-write in Python, so
 concurrent requests and replicas cannot overdraw an account.
 
-Each movement runs inside a savepoint: the balance change and its ledger row
+Each movement runs inside a savepoint, or is a single statement
+(``spend_with_record`` on PostgreSQL): the balance change and its ledger row
 are undone together if anything in between fails, even when the caller
 catches the error and commits the rest of its transaction.
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accessai.core.config import CreditPackage, Settings
-from accessai.core.db import utcnow
+from accessai.core.db import newest_first, utcnow
 from accessai.core.errors import (
     BadRequestError,
     ServiceUnavailableError,
@@ -227,12 +227,14 @@ async def payment_history(
         .limit(HISTORY_PAYMENTS)
     )
     ledger = await session.scalars(
-        select(CreditTransaction)
-        .where(
-            CreditTransaction.user_id == user_id,
-            CreditTransaction.reason.in_([str(reason) for reason in PAYMENT_REASONS]),
+        newest_first(
+            session,
+            select(CreditTransaction),
+            CreditTransaction.id,
+            CreditTransaction.user_id,
+            user_id,
         )
-        .order_by(CreditTransaction.id.desc())
+        .where(CreditTransaction.reason.in_([str(reason) for reason in PAYMENT_REASONS]))
         .limit(HISTORY_LEDGER_ROWS)
     )
     return list(payments), list(ledger)

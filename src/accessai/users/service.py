@@ -67,6 +67,7 @@ async def create_user(
             signup_bonus,
             credits.Reason.SIGNUP_BONUS,
             reference=credits.SIGNUP_BONUS_REFERENCE,
+            fresh_reference=True,  # the user was created just above
         )
     return user
 

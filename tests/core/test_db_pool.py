@@ -15,16 +15,19 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from accessai.core import db as core_db
 from accessai.core.db import create_engine, create_statement_sessionmaker
 from tests.conftest import TestDatabase as Database
 
 
-@pytest.fixture
-async def engine(db: Database) -> AsyncIterator[AsyncEngine]:
+def pool_of_one(db: Database, **options: Any) -> AsyncEngine:
     if db.kind != "postgresql":
         pytest.skip("SQLite has no server connection to lose")
-    engine = create_engine(db.url, pool_size=1, max_overflow=0)
+    return create_engine(db.url, pool_size=1, max_overflow=0, **options)
+
+
+@pytest.fixture
+async def engine(db: Database) -> AsyncIterator[AsyncEngine]:
+    engine = pool_of_one(db)
     yield engine
     await engine.dispose()
 
@@ -54,18 +57,19 @@ async def test_a_connection_used_moments_ago_is_not_pinged(engine: AsyncEngine) 
     assert pings == []
 
 
-async def test_an_idle_dead_connection_is_pinged_and_replaced(
-    engine: AsyncEngine, db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pings = count_pings(engine)
-    lost = await backend_pid(engine)
-    async with db.engine.connect() as admin:
-        assert await admin.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": lost})
-    monkeypatch.setattr(core_db, "PING_AFTER_IDLE_SECONDS", 0.0)  # everything counts as idle
+async def test_an_idle_dead_connection_is_pinged_and_replaced(db: Database) -> None:
+    engine = pool_of_one(db, ping_after_idle_seconds=0.0)  # every returned connection is idle
+    try:
+        pings = count_pings(engine)
+        lost = await backend_pid(engine)
+        async with db.engine.connect() as admin:
+            assert await admin.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": lost})
 
-    # The caller never sees the dead connection: the ping fails and the pool reconnects.
-    assert await backend_pid(engine) != lost
-    assert pings == [1]
+        # The caller never sees the dead connection: the ping fails and the pool reconnects.
+        assert await backend_pid(engine) != lost
+        assert pings == [1]
+    finally:
+        await engine.dispose()
 
 
 async def test_statement_sessions_run_outside_a_transaction_block(engine: AsyncEngine) -> None:

@@ -101,7 +101,12 @@ def newest_first(
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 10, echo: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    echo: bool = False,
+    ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS,
 ) -> AsyncEngine:
     """An async engine configured for the database behind ``url``."""
     if url.startswith("sqlite"):
@@ -113,17 +118,17 @@ def create_engine(
         pool_recycle=POOL_RECYCLE_SECONDS,
         echo=echo,
     )
-    _ping_idle_connections(engine)
+    _ping_idle_connections(engine, ping_after_idle_seconds)
     return engine
 
 
-def _ping_idle_connections(engine: AsyncEngine) -> None:
+def _ping_idle_connections(engine: AsyncEngine, after_seconds: float) -> None:
     """Ping a pooled connection before use only when it sat idle for a while.
 
     ``pool_pre_ping`` pings on every checkout: one extra round trip for
     every transaction, the largest single cost of a short request. A
     connection that was in use a moment ago is alive; one idle for longer
-    than ``PING_AFTER_IDLE_SECONDS`` may have been closed by a database
+    than ``after_seconds`` may have been closed by a database
     restart or a proxy, so it is pinged, and replaced when the ping fails
     (the pool retries the checkout on ``DisconnectionError``).
     """
@@ -136,7 +141,7 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine.pool, "checkout")
     def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         checked_in_at = record.info.get(_CHECKED_IN_AT)
-        if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_SECONDS:
+        if checked_in_at is None or time.monotonic() - checked_in_at < after_seconds:
             return  # new, or used moments ago
         try:
             dialect.do_ping(dbapi_connection)

@@ -21,7 +21,12 @@ from accessai.chat.service import ChatService
 from accessai.chat.streaming import ChatStreamResponse
 from accessai.chat.tokenizer import MessageText, load_tokenizer
 from accessai.core.config import Settings
-from accessai.core.db import create_sessionmaker, create_statement_sessionmaker, utcnow
+from accessai.core.db import (
+    create_engine,
+    create_sessionmaker,
+    create_statement_sessionmaker,
+    utcnow,
+)
 from accessai.credits.service import InsufficientCreditsError
 from accessai.main import create_app
 from tests.chat.conftest import (
@@ -34,6 +39,7 @@ from tests.chat.conftest import (
     usage_of,
 )
 from tests.factories import create_user
+from tests.support.network import closed_port
 from tests.support.openai_upstream import Behaviour, OpenAIUpstream
 
 HOUR = timedelta(hours=1)
@@ -316,21 +322,24 @@ async def test_settle_failures_leave_the_hold_for_the_sweep(
     user = await create_user(session, credits=1000)
     app = create_app(settings)
     async with LifespanManager(app):
-        chat: ChatService = app.state.chat
+        running: ChatService = app.state.chat
+        # Holds go through the app's real statement sessions; the settlement's
+        # transactions go to a database server that is not there.
+        gone = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/gone")
+        chat = ChatService(
+            settings=settings,
+            sessionmaker=create_sessionmaker(gone),
+            statements=app.state.statement_sessionmaker,
+            provider=running.provider,
+            tokenizer=running.tokenizer,
+        )
         request = ChatCompletionRequest.model_validate(
             {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 10}
         )
-        plan = await chat.plan(request)
-        healthy = chat.sessionmaker
-
-        def unreachable() -> Any:
-            raise ConnectionError("database unreachable")
-
-        # The hold is taken on the statement sessions; the settlement's
-        # transaction finds the database gone.
-        chat.sessionmaker = unreachable  # type: ignore[assignment]
-        body = await chat.complete(user.id, plan, "req-db-down")
-        chat.sessionmaker = healthy
+        try:
+            body = await chat.complete(user.id, await chat.plan(request), "req-db-down")
+        finally:
+            await gone.dispose()
 
     assert body["accessai"] == {"credits_charged": 0}
     [row] = await holds_of(db, user.id)

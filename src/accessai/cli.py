@@ -232,17 +232,7 @@ def credits_grant(
     email: _Email, amount: _Amount, reason: _Note, reference: _Reference = None
 ) -> None:
     """Add AMOUNT credits to a user (ledger reason admin_grant)."""
-    settings = settings_or_exit()
-
-    async def work(session: AsyncSession) -> credits.CreditMovement:
-        user_id = await _user_id_or_fail(session, email)
-        return await credits.add_credits(
-            session, user_id, amount, credits.Reason.ADMIN_GRANT, reference, note=reason
-        )
-
-    movement = _run_or_exit(settings, work)
-    prefix = "already granted" if movement.replayed else "granted"
-    typer.echo(f"{prefix}: {_format_movement(movement)}")
+    _move_credits(email, amount, reason, reference, grant=True)
 
 
 @credits_app.command("deduct")
@@ -250,17 +240,28 @@ def credits_deduct(
     email: _Email, amount: _Amount, reason: _Note, reference: _Reference = None
 ) -> None:
     """Remove AMOUNT credits from a user (ledger reason admin_deduct); never below 0."""
+    _move_credits(email, amount, reason, reference, grant=False)
+
+
+def _move_credits(
+    email: str, amount: int, note: str, reference: str | None, *, grant: bool
+) -> None:
+    """An operator's grant or deduction, printed as the ledger row it wrote (or had written)."""
     settings = settings_or_exit()
 
     async def work(session: AsyncSession) -> credits.CreditMovement:
         user_id = await _user_id_or_fail(session, email)
+        if grant:
+            return await credits.add_credits(
+                session, user_id, amount, credits.Reason.ADMIN_GRANT, reference, note=note
+            )
         return await credits.deduct_credits(
-            session, user_id, amount, credits.Reason.ADMIN_DEDUCT, reference, note=reason
+            session, user_id, amount, credits.Reason.ADMIN_DEDUCT, reference, note=note
         )
 
     movement = _run_or_exit(settings, work)
-    prefix = "already deducted" if movement.replayed else "deducted"
-    typer.echo(f"{prefix}: {_format_movement(movement)}")
+    verb = "granted" if grant else "deducted"
+    typer.echo(f"{'already ' if movement.replayed else ''}{verb}: {_format_movement(movement)}")
 
 
 @credits_app.command("show")

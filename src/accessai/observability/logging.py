@@ -77,12 +77,8 @@ def _redact_value(value: Any) -> Any:
 
 def redact_sensitive(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """Replace the values of sensitive keys, also inside nested mappings, and credential shapes."""
-    for key in list(event_dict):
-        if key.lower() in SENSITIVE_KEYS:
-            event_dict[key] = REDACTED
-        else:
-            event_dict[key] = _redact_value(event_dict[key])
-    return event_dict
+    redacted: EventDict = _redact_value(event_dict)
+    return redacted
 
 
 def add_process_id(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
